@@ -1,0 +1,147 @@
+"""The `qcc` command line: a thin layer over the library API.
+
+    qcc interpret MODEL.onnx|MODEL.mlir --inputs IN.npz --output OUT.npz [--input-shape NAME=D0,...]
+
+Every user-facing failure prints one line `qcc: error: ...` on stderr and exits
+with status 2; nothing is left half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from qcc.errors import QccError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, status 2, like every other qcc error
+        raise QccError(f"{self.prog}: {message}")
+
+
+def _interpret_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="qcc interpret", description="Run the numpy reference interpreter.")
+    p.add_argument("model", help="an .onnx model or a model.mlir written by qcc")
+    p.add_argument("--inputs", required=True, help="npz with one array per graph input (first axis = samples)")
+    p.add_argument("--output", required=True, help="npz to write, one float32 array per graph output")
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="bind the dynamic dimensions of an input (repeatable)")
+    p.add_argument("--chunk", type=int, default=64, help="samples per interpreter pass (default 64)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def load_npz(path: str) -> dict[str, np.ndarray]:
+    if not os.path.isfile(path):
+        raise QccError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as e:
+        raise QccError(f"{path}: not a readable .npz file ({type(e).__name__}: {e})") from None
+
+
+def save_npz_atomic(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Writes next to the target and renames, so a failure never leaves a partial file."""
+    d = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(d):
+        raise QccError(f"{path}: directory {d} does not exist")
+    fd, tmp = tempfile.mkstemp(suffix=".npz", dir=d)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class Progress:
+    """A one-line progress bar on stderr, shown only on a terminal."""
+
+    def __init__(self, label: str, quiet: bool = False):
+        self.label = label
+        self.enabled = not quiet and sys.stderr.isatty()
+        self.start = time.perf_counter()
+
+    def __call__(self, done: int, total: int) -> None:
+        if not self.enabled or total <= 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        rate = done / max(time.perf_counter() - self.start, 1e-9)
+        sys.stderr.write(f"\r{self.label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} ({rate:.0f}/s)")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def cmd_interpret(argv: Sequence[str]) -> int:
+    from qcc.importer import import_model, parse_input_shapes
+    from qcc.interpreter import io_names, main_func, run_samples
+
+    args = _interpret_parser().parse_args(argv)
+    if args.chunk <= 0:
+        raise QccError("--chunk must be positive")
+    shapes = parse_input_shapes(args.input_shape)
+    if args.model.endswith(".mlir"):
+        from qcc.ir import parse_module_file
+
+        if shapes:
+            raise QccError("--input-shape applies to .onnx models; a .mlir module has static shapes")
+        module = parse_module_file(args.model)
+    else:
+        module = import_model(args.model, shapes)
+    inputs = load_npz(args.inputs)
+    in_names, _ = io_names(main_func(module))
+    extra = sorted(set(inputs) - set(in_names))
+    if extra and not args.quiet:
+        print(f"qcc: note: ignoring arrays not named after a graph input: {', '.join(extra)}", file=sys.stderr)
+    results = run_samples(module, {k: v for k, v in inputs.items() if k in in_names},
+                          chunk=args.chunk, progress=Progress("interpret", args.quiet))
+    save_npz_atomic(args.output, {k: np.asarray(v, dtype=np.float32) for k, v in results.items()})
+    return 0
+
+
+_USAGE = """usage: qcc interpret MODEL --inputs IN.npz --output OUT.npz [--input-shape NAME=D0,...]
+       qcc --version
+
+commands:
+  interpret   run the numpy reference interpreter (float for .onnx)
+"""
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if not argv or argv[0] in ("-h", "--help"):
+            print(_USAGE)
+            return 0 if argv else 2
+        if argv[0] == "--version":
+            from qcc import __version__
+
+            print(f"qcc {__version__}")
+            return 0
+        if argv[0] == "interpret":
+            return cmd_interpret(argv[1:])
+        raise QccError(
+            f"unknown command '{argv[0]}'; compiling a model (qcc MODEL -o OUT/) is not available yet "
+            "in this version, see README"
+        )
+    except QccError as e:
+        print(f"qcc: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("qcc: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

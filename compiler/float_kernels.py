@@ -1,0 +1,2176 @@
+"""Numpy reference kernels for standard ONNX operators (default domain).
+
+This module owns the *float semantics* of the compiler: it is the interpreter
+used to run a model in full precision (e.g. to collect calibration statistics
+over batches of samples) and the ground truth the quantized lowering is
+checked against.  Each kernel follows the ONNX operator specification
+(https://onnx.ai/onnx/operators/), including the opset-dependent variants, and
+is written for throughput on batched activations: no Python loops over batch
+or spatial positions on the hot operators (convolution, GEMM, pooling,
+elementwise, normalisation, resize).
+
+Registry contract (other code depends on it)::
+
+    KERNELS: dict[str, Callable]   # ONNX op_type -> kernel
+    kernel(*op_types)              # decorator registering a kernel
+
+    def k(inputs, attrs, opset) -> list[np.ndarray]
+
+* ``inputs``  - the node's inputs in order; an omitted optional input is
+  ``None`` and trailing omitted inputs may be missing from the list.
+* ``attrs``   - only the attributes present on the node, as Python values
+  (int, float, str, list[int], list[float], list[str], np.ndarray for
+  TENSOR attributes).  Kernels apply ONNX defaults themselves.
+* ``opset``   - the model's default-domain opset version.
+* Returns the list of outputs.  Optional outputs that are expensive (MaxPool
+  ``Indices``) are computed lazily on first access, so callers that only read
+  the outputs the node names pay only for those.
+
+One optional hint extends ``attrs``: ``attrs[NUM_OUTPUTS]`` (the node's output
+count).  Only Split needs it, and only when neither ``split`` nor
+``num_outputs`` says how many pieces to produce.
+
+Unsupported attribute values raise ``NotImplementedError`` rather than
+returning a silently wrong result.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from functools import reduce
+from typing import Callable
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+try:  # ml_dtypes ships with onnx; it only adds bfloat16 support here.
+    import ml_dtypes as _mld
+except ImportError:  # pragma: no cover - optional
+    _mld = None
+
+__all__ = ["KERNELS", "kernel", "NUM_OUTPUTS", "onnx_dtype_to_numpy"]
+
+# ============================================================================
+# Registry
+# ============================================================================
+
+KERNELS: dict[str, Callable] = {}
+
+#: Optional attrs key carrying the node's number of outputs (see module doc).
+NUM_OUTPUTS = "_num_outputs"
+
+
+def kernel(*op_types: str):
+    """Register the decorated function as the kernel of each of ``op_types``."""
+
+    def register(fn: Callable) -> Callable:
+        for op in op_types:
+            KERNELS[op] = fn
+        return fn
+
+    return register
+
+
+class _LazyOutputs(list):
+    """Output list whose optional entries are computed on first access.
+
+    Entries stored as ``_Deferred`` are materialised by indexing or
+    iteration, so ``zip(node.output, outs)`` never computes an output the node
+    does not name.
+    """
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        v = list.__getitem__(self, i)
+        if isinstance(v, _Deferred):
+            v = v.fn()
+            list.__setitem__(self, i, v)
+        return v
+
+    def __iter__(self):
+        for i in range(len(self)):
+            yield self[i]
+
+
+class _Deferred:
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], np.ndarray]):
+        self.fn = fn
+
+
+# ============================================================================
+# dtype helpers
+# ============================================================================
+
+_TP_TO_NP: dict[int, np.dtype] = {
+    1: np.dtype(np.float32),
+    2: np.dtype(np.uint8),
+    3: np.dtype(np.int8),
+    4: np.dtype(np.uint16),
+    5: np.dtype(np.int16),
+    6: np.dtype(np.int32),
+    7: np.dtype(np.int64),
+    9: np.dtype(np.bool_),
+    10: np.dtype(np.float16),
+    11: np.dtype(np.float64),
+    12: np.dtype(np.uint32),
+    13: np.dtype(np.uint64),
+    14: np.dtype(np.complex64),
+    15: np.dtype(np.complex128),
+}
+_TP_NAMES = {
+    8: "STRING", 16: "BFLOAT16", 17: "FLOAT8E4M3FN", 18: "FLOAT8E4M3FNUZ",
+    19: "FLOAT8E5M2", 20: "FLOAT8E5M2FNUZ", 21: "UINT4", 22: "INT4",
+    23: "FLOAT4E2M1", 24: "FLOAT8E8M0", 25: "UINT2", 26: "INT2",
+    27: "FLOAT6E2M3", 28: "FLOAT6E3M2",
+}
+# Low-precision float types are computed in float32 and rounded back once.
+_LOWP: set[np.dtype] = {np.dtype(np.float16)}
+if _mld is not None:
+    _TP_TO_NP[16] = np.dtype(_mld.bfloat16)
+    _LOWP.add(np.dtype(_mld.bfloat16))
+
+
+def onnx_dtype_to_numpy(elem_type: int) -> np.dtype:
+    """numpy dtype of an ONNX ``TensorProto.DataType`` value."""
+    dt = _TP_TO_NP.get(int(elem_type))
+    if dt is None:
+        name = _TP_NAMES.get(int(elem_type), str(elem_type))
+        raise NotImplementedError(f"ONNX element type {name} is not supported")
+    return dt
+
+
+def _is_float(dt: np.dtype) -> bool:
+    return dt.kind == "f" or dt in _LOWP
+
+
+def _up(x: np.ndarray) -> np.ndarray:
+    """``x`` in the dtype we compute in: float16/bfloat16 widen to float32."""
+    return x.astype(np.float32) if x.dtype in _LOWP else x
+
+
+def _as(y, dt: np.dtype) -> np.ndarray:
+    y = np.asarray(y)
+    return y if y.dtype == dt else y.astype(dt)
+
+
+def _saturate(y: np.ndarray, dt: np.dtype) -> np.ndarray:
+    """Float -> ``dt`` the way Resize & co. store results: integers are
+    rounded half-to-even and clipped to the type's range."""
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        return np.clip(np.rint(y), info.min, info.max).astype(dt)
+    if dt.kind == "b":
+        return y != 0
+    return _as(y, dt)
+
+
+def _lowest(dt: np.dtype):
+    if dt.kind in "iu":
+        return np.iinfo(dt).min
+    if dt.kind == "b":
+        return False
+    return -np.inf
+
+
+def _highest(dt: np.dtype):
+    if dt.kind in "iu":
+        return np.iinfo(dt).max
+    if dt.kind == "b":
+        return True
+    return np.inf
+
+
+# ============================================================================
+# Argument helpers
+# ============================================================================
+
+
+def _get(inputs: list, i: int):
+    """Input ``i`` or None when omitted (trailing inputs may be absent)."""
+    return inputs[i] if i < len(inputs) else None
+
+
+def _ints(v) -> list[int] | None:
+    """Attribute list or 1-D tensor input -> list of Python ints."""
+    if v is None:
+        return None
+    if isinstance(v, np.ndarray):
+        return [int(t) for t in v.reshape(-1)]
+    if isinstance(v, (int, np.integer)):
+        return [int(v)]
+    return [int(t) for t in v]
+
+
+def _scalar(v):
+    """0-d / 1-element tensor -> numpy scalar."""
+    return np.asarray(v).reshape(-1)[0]
+
+
+def _axis(a, rank: int) -> int:
+    a = int(a)
+    if not -rank <= a < max(rank, 1):
+        raise ValueError(f"axis {a} out of range for rank {rank}")
+    return a + rank if a < 0 else a
+
+
+def _axes(axes, rank: int) -> tuple[int, ...]:
+    return tuple(sorted(_axis(a, rank) for a in axes))
+
+
+def _spatial_pads(attrs: dict, in_sp, k_eff, strides) -> tuple[list, list]:
+    """Begin/end padding of a sliding-window op (Conv, pools).
+
+    SAME_* pads so that ``out = ceil(in / stride)``; the odd pixel goes at
+    the end for SAME_UPPER and at the beginning for SAME_LOWER.
+    """
+    nd = len(in_sp)
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pb, pe = [], []
+        for i in range(nd):
+            out = -(-in_sp[i] // strides[i])
+            total = max(0, (out - 1) * strides[i] + k_eff[i] - in_sp[i])
+            small = total // 2
+            if auto_pad == "SAME_UPPER":
+                pb.append(small)
+                pe.append(total - small)
+            else:
+                pb.append(total - small)
+                pe.append(small)
+        return pb, pe
+    if auto_pad == "VALID":
+        return [0] * nd, [0] * nd
+    if auto_pad not in ("NOTSET", ""):
+        raise NotImplementedError(f"auto_pad={auto_pad!r}")
+    pads = _ints(attrs.get("pads")) or [0] * (2 * nd)
+    return pads[:nd], pads[nd:]
+
+
+def _pad_constant(x: np.ndarray, begin, end, value=0) -> np.ndarray:
+    """Pad the trailing ``len(begin)`` axes of ``x`` with a constant.
+
+    Writes into a preallocated buffer: np.pad is several times slower for
+    the large activations this runs on.  Negative entries crop.
+    """
+    nd = len(begin)
+    lead = x.ndim - nd
+    if not any(begin) and not any(end):
+        return x
+    if min(begin) < 0 or min(end) < 0:
+        crop = tuple(slice(None) for _ in range(lead)) + tuple(
+            slice(max(0, -b), x.shape[lead + i] - max(0, -e))
+            for i, (b, e) in enumerate(zip(begin, end))
+        )
+        x = x[crop]
+        begin = [max(0, b) for b in begin]
+        end = [max(0, e) for e in end]
+    shape = x.shape[:lead] + tuple(
+        x.shape[lead + i] + begin[i] + end[i] for i in range(nd)
+    )
+    out = np.empty(shape, dtype=x.dtype)
+    if value == 0 or value is None:
+        out.fill(0)
+    else:
+        out.fill(value)
+    inner = (slice(None),) * lead + tuple(
+        slice(begin[i], begin[i] + x.shape[lead + i]) for i in range(nd)
+    )
+    out[inner] = x
+    return out
+
+
+def _window_slice(lead: int, offs, strides, counts) -> tuple:
+    """Index selecting, for every output position, the input element at
+    kernel offset ``offs`` (already multiplied by the dilation)."""
+    return (slice(None),) * lead + tuple(
+        slice(o, o + (n - 1) * s + 1, s) for o, s, n in zip(offs, strides, counts)
+    )
+
+
+# ============================================================================
+# Elementwise: unary math
+# ============================================================================
+
+
+def _unary(op_type: str, fn: Callable, upcast: bool = True) -> None:
+    """Register an elementwise kernel ``y = fn(x, attrs)``.
+
+    With ``upcast`` the math runs in float32 for float16/bfloat16 inputs so
+    that transcendental functions are rounded once, not per step.
+    """
+
+    def k(inputs, attrs, opset):
+        x = inputs[0]
+        with np.errstate(all="ignore"):
+            y = fn(_up(x) if upcast else x, attrs)
+        return [y if y.dtype.kind == "b" else _as(y, x.dtype)]
+
+    k.__name__ = f"k_{op_type}"
+    k.__doc__ = f"ONNX {op_type} (elementwise)."
+    KERNELS[op_type] = k
+
+
+for _op, _fn in {
+    "Abs": lambda x, a: np.abs(x),
+    "Neg": lambda x, a: np.negative(x),
+    "Floor": lambda x, a: np.floor(x),
+    "Ceil": lambda x, a: np.ceil(x),
+    "Round": lambda x, a: np.round(x),  # numpy rounds half to even, as ONNX
+    "Sign": lambda x, a: np.sign(x),
+    "Relu": lambda x, a: np.maximum(x, x.dtype.type(0)),
+}.items():
+    _unary(_op, _fn, upcast=False)
+
+for _op, _fn in {
+    "Exp": lambda x, a: np.exp(x),
+    "Log": lambda x, a: np.log(x),
+    "Sqrt": lambda x, a: np.sqrt(x),
+    "Reciprocal": lambda x, a: np.reciprocal(x),
+    "Sin": lambda x, a: np.sin(x),
+    "Cos": lambda x, a: np.cos(x),
+    "Tan": lambda x, a: np.tan(x),
+    "Asin": lambda x, a: np.arcsin(x),
+    "Acos": lambda x, a: np.arccos(x),
+    "Atan": lambda x, a: np.arctan(x),
+    "Sinh": lambda x, a: np.sinh(x),
+    "Cosh": lambda x, a: np.cosh(x),
+    "Asinh": lambda x, a: np.arcsinh(x),
+    "Acosh": lambda x, a: np.arccosh(x),
+    "Atanh": lambda x, a: np.arctanh(x),
+    "Tanh": lambda x, a: np.tanh(x),
+}.items():
+    _unary(_op, _fn)
+
+
+def _erf_series_coeffs(n: int = 14) -> np.ndarray:
+    # Maclaurin series of erf(x)/x in t = x*x, highest power first (Horner).
+    c = [2 / math.sqrt(math.pi) * (-1) ** k / (math.factorial(k) * (2 * k + 1))
+         for k in range(n)]
+    return np.array(c[::-1])
+
+
+def _erfc_tail_fit() -> np.polynomial.Chebyshev:
+    # For 0.5 <= z <= 6, erfc(z) = t*exp(-z*z + P(t)) with t = 1/(1+z/2);
+    # P is smooth in t (this is the form of the classic Numerical Recipes
+    # approximation).  We fit P once, at import, by Chebyshev interpolation
+    # of exact libm values, to ~1e-15 instead of the classic 1e-7.
+    def target(t):
+        z = 2.0 / t - 2.0
+        return np.array([math.log(math.erfc(v)) for v in z]) - np.log(t) + z * z
+
+    return np.polynomial.Chebyshev.interpolate(target, 40, domain=[0.25, 0.8])
+
+
+_ERF_SERIES = _erf_series_coeffs()
+_ERFC_TAIL = _erfc_tail_fit()
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    """erf in float64, accurate to a few ulp (scipy is not a dependency)."""
+    x = np.asarray(x, dtype=np.float64)
+    z = np.abs(x)
+    out = np.empty_like(x)
+    small = z < 0.5
+    if small.any():
+        xs = x[small]
+        t = xs * xs
+        acc = np.full_like(xs, _ERF_SERIES[0])
+        for c in _ERF_SERIES[1:]:
+            acc *= t
+            acc += c
+        out[small] = acc * xs
+    mid = (z >= 0.5) & (z < 6.0)
+    if mid.any():
+        zm = z[mid]
+        t = 1.0 / (1.0 + 0.5 * zm)
+        erfc = t * np.exp(_ERFC_TAIL(t) - zm * zm)
+        out[mid] = np.copysign(1.0 - erfc, x[mid])
+    big = ~(small | mid)
+    if big.any():  # erfc(6) < 2**-55: erf is +-1 in float64 (NaN stays NaN)
+        out[big] = np.sign(x[big])
+    return out
+
+
+_unary("Erf", lambda x, a: _erf(x))
+
+
+# ============================================================================
+# Elementwise: activations
+# ============================================================================
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # exp(-x) overflowing to inf for very negative x yields the correct 0.
+    y = np.negative(x)
+    np.exp(y, out=y)
+    y += 1
+    return np.reciprocal(y, out=y)
+
+
+def _softplus(x: np.ndarray) -> np.ndarray:
+    return np.logaddexp(x, x.dtype.type(0))
+
+
+def _leaky_relu(x, a):
+    return np.where(x < 0, x * x.dtype.type(a.get("alpha", 0.01)), x)
+
+
+def _hard_sigmoid(x, a):
+    y = x * x.dtype.type(a.get("alpha", 0.2))
+    y += x.dtype.type(a.get("beta", 0.5))
+    return np.clip(y, 0, 1, out=y)
+
+
+def _hard_swish(x, a):
+    y = x * x.dtype.type(1 / 6)
+    y += x.dtype.type(0.5)
+    np.clip(y, 0, 1, out=y)
+    y *= x
+    return y
+
+
+def _elu(x, a):
+    alpha = x.dtype.type(a.get("alpha", 1.0))
+    return np.where(x < 0, np.expm1(np.minimum(x, 0)) * alpha, x)
+
+
+def _selu(x, a):
+    alpha = x.dtype.type(a.get("alpha", 1.67326319217681884765625))
+    gamma = x.dtype.type(a.get("gamma", 1.05070102214050292968750))
+    return np.where(x <= 0, np.expm1(np.minimum(x, 0)) * alpha, x) * gamma
+
+
+def _celu(x, a):
+    alpha = x.dtype.type(a.get("alpha", 1.0))
+    return np.maximum(x, 0) + np.minimum(0, alpha * np.expm1(x / alpha))
+
+
+def _gelu(x, a):
+    approx = a.get("approximate", "none")
+    if approx == "tanh":
+        inner = x + x.dtype.type(0.044715) * x * x * x
+        inner *= x.dtype.type(math.sqrt(2 / math.pi))
+        return x.dtype.type(0.5) * x * (1 + np.tanh(inner))
+    if approx != "none":
+        raise NotImplementedError(f"Gelu approximate={approx!r}")
+    return _as(0.5 * x * (1.0 + _erf(x * (1 / math.sqrt(2)))), x.dtype)
+
+
+def _shrink(x, a):
+    lambd = a.get("lambd", 0.5)
+    bias = a.get("bias", 0.0)
+    y = np.where(x < -lambd, x + bias, np.where(x > lambd, x - bias, 0))
+    return y
+
+
+for _op, _fn in {
+    "LeakyRelu": _leaky_relu,
+    "HardSigmoid": _hard_sigmoid,
+    "HardSwish": _hard_swish,
+    "Sigmoid": lambda x, a: _sigmoid(x),
+    "Elu": _elu,
+    "Selu": _selu,
+    "Celu": _celu,
+    "Softplus": lambda x, a: _softplus(x),
+    "Softsign": lambda x, a: x / (1 + np.abs(x)),
+    "Mish": lambda x, a: x * np.tanh(_softplus(x)),
+    "Gelu": _gelu,
+    "Swish": lambda x, a: x * _sigmoid(x * x.dtype.type(a.get("alpha", 1.0))),
+    "ThresholdedRelu": lambda x, a: np.where(x > a.get("alpha", 1.0), x, 0),
+    "Shrink": _shrink,
+}.items():
+    _unary(_op, _fn)
+
+
+@kernel("PRelu")
+def k_prelu(inputs, attrs, opset):
+    """PRelu: slope broadcasts unidirectionally onto x."""
+    x, slope = inputs[0], inputs[1]
+    if opset < 7 and slope.ndim == 1 and x.ndim > 2 and slope.size == x.shape[1]:
+        slope = slope.reshape((-1,) + (1,) * (x.ndim - 2))  # pre-broadcast era
+    return [_as(np.where(x < 0, x * slope, x), x.dtype)]
+
+
+@kernel("Clip")
+def k_clip(inputs, attrs, opset):
+    """Clip: bounds are attributes before opset 11, optional inputs after.
+
+    When min > max every element becomes max, which minimum(maximum()) gives.
+    """
+    x = inputs[0]
+    if opset < 11:
+        lo, hi = attrs.get("min"), attrs.get("max")
+    else:
+        lo, hi = _get(inputs, 1), _get(inputs, 2)
+        lo = None if lo is None or lo.size == 0 else _scalar(lo)
+        hi = None if hi is None or hi.size == 0 else _scalar(hi)
+    y = x
+    if lo is not None:
+        y = np.maximum(y, np.asarray(lo).astype(x.dtype))
+    if hi is not None:
+        y = np.minimum(y, np.asarray(hi).astype(x.dtype))
+    return [y if y is not x else x.copy()]
+
+
+# ============================================================================
+# Elementwise: binary arithmetic, comparison, logic, variadic
+# ============================================================================
+
+
+def _binary(op_type: str, fn: Callable) -> None:
+    def k(inputs, attrs, opset):
+        a, b = inputs[0], inputs[1]
+        with np.errstate(all="ignore"):
+            y = fn(a, b)
+        return [_as(y, a.dtype) if y.dtype.kind != "b" else y]
+
+    k.__name__ = f"k_{op_type}"
+    k.__doc__ = f"ONNX {op_type} (numpy broadcasting)."
+    KERNELS[op_type] = k
+
+
+def _div(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if a.dtype.kind not in "iu":
+        return np.divide(a, b)
+    # Integer Div truncates toward zero (C semantics), unlike numpy's //.
+    q = np.floor_divide(a, b)
+    if a.dtype.kind == "i":
+        fix = (np.remainder(a, b) != 0) & ((a < 0) != (b < 0))
+        q = q + fix.astype(q.dtype)
+    return q
+
+
+for _op, _fn in {
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "Div": _div,
+    "Equal": np.equal,
+    "Less": np.less,
+    "LessOrEqual": np.less_equal,
+    "Greater": np.greater,
+    "GreaterOrEqual": np.greater_equal,
+    "And": np.logical_and,
+    "Or": np.logical_or,
+    "Xor": np.logical_xor,
+    "BitwiseAnd": np.bitwise_and,
+    "BitwiseOr": np.bitwise_or,
+    "BitwiseXor": np.bitwise_xor,
+}.items():
+    _binary(_op, _fn)
+
+_unary("Not", lambda x, a: np.logical_not(x), upcast=False)
+_unary("BitwiseNot", lambda x, a: np.invert(x), upcast=False)
+_unary("IsNaN", lambda x, a: np.isnan(x), upcast=False)
+
+
+@kernel("IsInf")
+def k_isinf(inputs, attrs, opset):
+    x = inputs[0]
+    pos, neg = attrs.get("detect_positive", 1), attrs.get("detect_negative", 1)
+    y = np.isinf(x)
+    if not pos:
+        y &= x < 0
+    if not neg:
+        y &= x > 0
+    return [y]
+
+
+@kernel("Mod")
+def k_mod(inputs, attrs, opset):
+    a, b = inputs[0], inputs[1]
+    with np.errstate(all="ignore"):
+        if attrs.get("fmod", 0):
+            y = np.fmod(_up(a), _up(b))  # sign of the dividend (C fmod)
+        else:
+            y = np.mod(_up(a), _up(b))  # sign of the divisor (Python %)
+    return [_as(y, a.dtype)]
+
+
+@kernel("BitShift")
+def k_bitshift(inputs, attrs, opset):
+    a, b = inputs[0], inputs[1]
+    direction = attrs.get("direction")
+    if direction == "LEFT":
+        return [_as(np.left_shift(a, b), a.dtype)]
+    if direction == "RIGHT":
+        return [_as(np.right_shift(a, b), a.dtype)]
+    raise NotImplementedError(f"BitShift direction={direction!r}")
+
+
+@kernel("Pow")
+def k_pow(inputs, attrs, opset):
+    """Pow: the result has the base's type; exponent type may differ."""
+    x, y = inputs[0], inputs[1]
+    dt = x.dtype
+    with np.errstate(all="ignore"):
+        if _is_float(dt):
+            xc = _up(x)
+            yc = _up(y) if _is_float(y.dtype) else y
+            r = np.power(xc, yc.astype(xc.dtype) if yc.dtype.kind in "iub" else yc)
+        elif _is_float(y.dtype) or (y.dtype.kind == "i" and (y < 0).any()):
+            r = np.power(x.astype(np.float64), y.astype(np.float64))
+            r = np.trunc(r)
+        else:
+            r = np.power(x, y.astype(x.dtype))
+    return [_as(r, dt)]
+
+
+def _variadic(op_type: str, fn: Callable) -> None:
+    def k(inputs, attrs, opset):
+        xs = [t for t in inputs if t is not None]
+        dt = xs[0].dtype
+        with np.errstate(all="ignore"):
+            y = reduce(fn, [_up(t) for t in xs])
+        return [_as(y, dt)]
+
+    k.__name__ = f"k_{op_type}"
+    KERNELS[op_type] = k
+
+
+_variadic("Max", np.maximum)
+_variadic("Min", np.minimum)
+_variadic("Sum", np.add)
+
+
+@kernel("Mean")
+def k_mean(inputs, attrs, opset):
+    xs = [t for t in inputs if t is not None]
+    dt = xs[0].dtype
+    y = reduce(np.add, [_up(t) for t in xs])
+    return [_as(y / len(xs), dt)]
+
+
+@kernel("Where")
+def k_where(inputs, attrs, opset):
+    return [np.where(inputs[0], inputs[1], inputs[2])]
+
+
+# ============================================================================
+# Matrix products
+# ============================================================================
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if b.ndim == 2 and a.ndim > 2:
+        # One large GEMM instead of numpy looping a small one per batch entry.
+        y = a.reshape(-1, a.shape[-1]) @ b
+        return y.reshape(a.shape[:-1] + (b.shape[-1],))
+    return np.matmul(a, b)
+
+
+@kernel("MatMul")
+def k_matmul(inputs, attrs, opset):
+    a, b = inputs[0], inputs[1]
+    return [_as(_matmul(_up(a), _up(b)), a.dtype)]
+
+
+@kernel("Gemm")
+def k_gemm(inputs, attrs, opset):
+    """Gemm: Y = alpha * A' @ B' + beta * C with C broadcast onto Y."""
+    a, b, c = inputs[0], inputs[1], _get(inputs, 2)
+    dt = a.dtype
+    a, b = _up(a), _up(b)
+    if attrs.get("transA", 0):
+        a = a.T
+    if attrs.get("transB", 0):
+        b = b.T
+    alpha, beta = attrs.get("alpha", 1.0), attrs.get("beta", 1.0)
+    y = a @ b
+    if not _is_float(y.dtype):
+        y = y * alpha if alpha != 1.0 else y
+        if c is not None and beta != 0:
+            y = y + c * beta
+        return [_as(y, dt)]
+    if alpha != 1.0:
+        y *= y.dtype.type(alpha)
+    if c is not None and beta != 0:
+        c = _up(c)
+        if beta == 1.0:
+            y += c
+        else:
+            y += c * c.dtype.type(beta)
+    return [_as(y, dt)]
+
+
+@kernel("Einsum")
+def k_einsum(inputs, attrs, opset):
+    eq = attrs["equation"].replace(" ", "")
+    xs = [_up(t) for t in inputs]
+    y = np.einsum(eq, *xs, optimize=len(xs) > 1)
+    return [_as(y, inputs[0].dtype)]
+
+
+# ============================================================================
+# Convolution
+# ============================================================================
+
+# Batch entries are processed in chunks whose im2col matrix stays around this
+# many bytes: enough work per BLAS call, but cache-resident and bounded
+# memory on 224x224 inputs.
+_IM2COL_BYTES = 1 << 22
+
+
+def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
+    """N-d convolution of x [N, C, *S] with w [M, C/group, *K] (cross-corr).
+
+    Three strategies: 1x1 kernels are a single matmul over channels;
+    depthwise-style kernels (one input channel per group) accumulate
+    prod(K) shifted slices scaled per channel; everything else is im2col +
+    batched GEMM per group.
+    """
+    N, C = x.shape[:2]
+    M = w.shape[0]
+    ks = w.shape[2:]
+    nd = len(ks)
+    G = group
+    Cg, Mg = C // G, M // G
+    K = int(np.prod(ks)) if nd else 1
+    xp = _pad_constant(x, pb, pe)
+    sp = xp.shape[2:]
+    k_eff = [(ks[i] - 1) * dils[i] + 1 for i in range(nd)]
+    out_sp = [(sp[i] - k_eff[i]) // strides[i] + 1 for i in range(nd)]
+    if min(out_sp, default=1) <= 0:
+        raise ValueError("Conv output would be empty")
+    P = int(np.prod(out_sp))
+    dt = x.dtype
+
+    if K == 1:
+        xs = xp[_window_slice(2, [0] * nd, strides, out_sp)]
+        cols = xs.reshape(N, G, Cg, P)
+        y = np.matmul(w.reshape(G, Mg, Cg), cols)  # (N, G, Mg, P)
+    elif Cg == 1:
+        y = np.zeros((N, G, Mg) + tuple(out_sp), dtype=dt)
+        wk = w.reshape(G, Mg, K)
+        bshape = (1, G, Mg) + (1,) * nd
+        tmp = np.empty_like(y)
+        for ki, offs in enumerate(itertools.product(*[range(k) for k in ks])):
+            sl = xp[_window_slice(2, [o * d for o, d in zip(offs, dils)],
+                                  strides, out_sp)]
+            np.multiply(sl[:, :, None], wk[:, :, ki].reshape(bshape), out=tmp)
+            y += tmp
+    else:
+        # im2col as a strided view: [N, C, *out, *K] (stride/dilation by slicing)
+        win = sliding_window_view(xp, k_eff, axis=tuple(range(2, 2 + nd)))
+        win = win[(slice(None), slice(None))
+                  + tuple(slice(None, None, s) for s in strides)
+                  + tuple(slice(None, None, d) for d in dils)]
+        win = win[(slice(None), slice(None)) + tuple(slice(0, o) for o in out_sp)]
+        perm = (0, 1) + tuple(range(2 + nd, 2 + 2 * nd)) + tuple(range(2, 2 + nd))
+        win = win.transpose(perm)  # [N, C, *K, *out]
+        wg = w.reshape(G, Mg, Cg * K)
+        y = np.empty((N, G, Mg, P), dtype=dt)
+        per_img = C * K * P * dt.itemsize
+        step = max(1, _IM2COL_BYTES // max(per_img, 1))
+        for n0 in range(0, N, step):
+            cols = win[n0:n0 + step].reshape(-1, G, Cg * K, P)
+            np.matmul(wg, cols, out=y[n0:n0 + step])
+    y = y.reshape((N, M) + tuple(out_sp))
+    if b is not None:
+        y += b.reshape((1, M) + (1,) * nd).astype(dt, copy=False)
+    return y
+
+
+def _conv_geometry(attrs, x, w):
+    nd = x.ndim - 2
+    ks = list(w.shape[2:])
+    strides = _ints(attrs.get("strides")) or [1] * nd
+    dils = _ints(attrs.get("dilations")) or [1] * nd
+    k_eff = [(ks[i] - 1) * dils[i] + 1 for i in range(nd)]
+    pb, pe = _spatial_pads(attrs, x.shape[2:], k_eff, strides)
+    return strides, dils, pb, pe
+
+
+@kernel("Conv")
+def k_conv(inputs, attrs, opset):
+    """Conv (1-D/2-D/3-D...), groups, dilations, strides, pads, auto_pad."""
+    x, w, b = inputs[0], inputs[1], _get(inputs, 2)
+    strides, dils, pb, pe = _conv_geometry(attrs, x, w)
+    xc, wc = _up(x), _up(w).astype(_up(x).dtype, copy=False)
+    bc = None if b is None else _up(b)
+    y = _conv(xc, wc, bc, strides, dils, pb, pe, int(attrs.get("group", 1)))
+    return [_as(y, x.dtype)]
+
+
+@kernel("ConvTranspose")
+def k_conv_transpose(inputs, attrs, opset):
+    """ConvTranspose as GEMM + col2im (scatter-add of prod(K) slices)."""
+    x, w, b = inputs[0], inputs[1], _get(inputs, 2)
+    dt = x.dtype
+    xc, wc = _up(x), _up(w)
+    N, C = x.shape[:2]
+    in_sp = x.shape[2:]
+    nd = len(in_sp)
+    G = int(attrs.get("group", 1))
+    Cg, Mg = C // G, w.shape[1]
+    M = Mg * G
+    ks = w.shape[2:]
+    K = int(np.prod(ks))
+    strides = _ints(attrs.get("strides")) or [1] * nd
+    dils = _ints(attrs.get("dilations")) or [1] * nd
+    opad = _ints(attrs.get("output_padding")) or [0] * nd
+    auto_pad = attrs.get("auto_pad", "NOTSET")
+    full = [(in_sp[i] - 1) * strides[i] + (ks[i] - 1) * dils[i] + 1 for i in range(nd)]
+    out_shape = _ints(attrs.get("output_shape"))
+    if out_shape is not None and len(out_shape) == nd + 2:
+        out_shape = out_shape[2:]
+    if out_shape is None and auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        out_shape = [in_sp[i] * strides[i] for i in range(nd)]
+    if out_shape is not None:
+        # Spec: pads are derived from output_shape; SAME_UPPER puts the
+        # smaller half first, everything else the larger half.
+        pb = []
+        for i in range(nd):
+            total = full[i] + opad[i] - out_shape[i]
+            pb.append(total // 2 if auto_pad == "SAME_UPPER" else total - total // 2)
+    else:
+        pads = [0] * (2 * nd) if auto_pad == "VALID" else (
+            _ints(attrs.get("pads")) or [0] * (2 * nd))
+        pb = pads[:nd]
+        out_shape = [full[i] + opad[i] - pads[i] - pads[nd + i] for i in range(nd)]
+
+    # cols[n, g, (m, k), p] = sum_c w[g, c, m, k] * x[n, g, c, p]
+    wt = wc.reshape(G, Cg, Mg * K).transpose(0, 2, 1)
+    cols = np.matmul(wt, xc.reshape(N, G, Cg, -1))
+    cols = cols.reshape((N, M) + tuple(ks) + tuple(in_sp))
+
+    # Scatter into a buffer covering both the full result and the requested
+    # window [pb, pb + out) (pads may be negative, out may exceed full).
+    off = [max(0, -pb[i]) for i in range(nd)]
+    buf_sp = [max(full[i], pb[i] + out_shape[i]) + off[i] for i in range(nd)]
+    buf = np.zeros((N, M) + tuple(buf_sp), dtype=cols.dtype)
+    for kidx in itertools.product(*[range(k) for k in ks]):
+        start = [off[i] + kidx[i] * dils[i] for i in range(nd)]
+        buf[_window_slice(2, start, strides, in_sp)] += cols[
+            (slice(None), slice(None)) + kidx]
+    y = buf[(slice(None), slice(None)) + tuple(
+        slice(pb[i] + off[i], pb[i] + off[i] + out_shape[i]) for i in range(nd))]
+    if b is not None:
+        y = y + _up(b).reshape((1, M) + (1,) * nd)
+    return [_as(y, dt)]
+
+
+# ============================================================================
+# Pooling
+# ============================================================================
+
+
+def _pool_geometry(attrs, in_sp):
+    """(kernel, strides, dilations, out_sp, pads_begin, pads_end) of a pool.
+
+    With ceil_mode the last window may overhang the end padding; it is kept
+    only if it starts inside the input or the begin padding.
+    """
+    ks = _ints(attrs["kernel_shape"])
+    nd = len(ks)
+    strides = _ints(attrs.get("strides")) or [1] * nd
+    dils = _ints(attrs.get("dilations")) or [1] * nd
+    k_eff = [(ks[i] - 1) * dils[i] + 1 for i in range(nd)]
+    pb, pe = _spatial_pads(attrs, in_sp, k_eff, strides)
+    ceil = attrs.get("ceil_mode", 0)
+    auto = attrs.get("auto_pad", "NOTSET") not in ("NOTSET", "")
+    out = []
+    for i in range(nd):
+        num = in_sp[i] + pb[i] + pe[i] - k_eff[i]
+        if ceil and not auto:
+            o = -(-num // strides[i]) + 1
+            if (o - 1) * strides[i] >= in_sp[i] + pb[i]:
+                o -= 1
+        else:
+            o = num // strides[i] + 1
+        out.append(o)
+    return ks, strides, dils, out, pb, pe
+
+
+def _pool_input(x, ks, strides, dils, out, pb, fill):
+    """x padded (with ``fill``) so every window of ``out`` lies inside it."""
+    nd = len(ks)
+    need = [(out[i] - 1) * strides[i] + (ks[i] - 1) * dils[i] + 1 for i in range(nd)]
+    in_sp = x.shape[2:]
+    end = [max(0, need[i] - pb[i] - in_sp[i]) for i in range(nd)]
+    return _pad_constant(x, pb, end, fill)
+
+
+def _kernel_offsets(ks, dils):
+    for offs in itertools.product(*[range(k) for k in ks]):
+        yield offs, [o * d for o, d in zip(offs, dils)]
+
+
+@kernel("MaxPool")
+def k_maxpool(inputs, attrs, opset):
+    """MaxPool: running maximum over kernel offsets (strided views).
+
+    The Indices output (flat index into x, row- or column-major per
+    storage_order) is only computed if read.
+    """
+    x = inputs[0]
+    ks, strides, dils, out, pb, pe = _pool_geometry(attrs, x.shape[2:])
+    xp = _pool_input(x, ks, strides, dils, out, pb, _lowest(x.dtype))
+    y = None
+    for _, offs in _kernel_offsets(ks, dils):
+        sl = xp[_window_slice(2, offs, strides, out)]
+        if y is None:
+            y = sl.copy()
+        else:
+            np.maximum(y, sl, out=y)
+
+    def indices():
+        nd = len(ks)
+        in_sp = x.shape[2:]
+        if attrs.get("storage_order", 0):
+            mult = [int(np.prod(in_sp[:i])) for i in range(nd)]
+        else:
+            mult = [int(np.prod(in_sp[i + 1:])) for i in range(nd)]
+        best, idx = None, None
+        for _, offs in _kernel_offsets(ks, dils):
+            sl = xp[_window_slice(2, offs, strides, out)]
+            flat = 0
+            for i in range(nd):
+                pos = np.arange(out[i]) * strides[i] + offs[i] - pb[i]
+                flat = flat + (pos * mult[i]).reshape((-1,) + (1,) * (nd - 1 - i))
+            flat = np.broadcast_to(flat, sl.shape)
+            if best is None:
+                best, idx = sl.copy(), flat.astype(np.int64)
+            else:
+                upd = sl > best
+                np.copyto(best, sl, where=upd)
+                np.copyto(idx, flat, where=upd)
+        nc = np.arange(x.shape[0] * x.shape[1], dtype=np.int64).reshape(
+            (x.shape[0], x.shape[1]) + (1,) * nd)
+        return idx + nc * int(np.prod(in_sp))
+
+    return _LazyOutputs([y, _Deferred(indices)])
+
+
+def _pool_counts(in_sp, ks, strides, dils, out, pb, pe, include_pad):
+    """Per-output element counts of an average window, as a broadcastable
+    product of per-axis counts (the valid region is a box)."""
+    total = None
+    nd = len(ks)
+    for i in range(nd):
+        pos = (np.arange(out[i]) * strides[i] - pb[i])[:, None] + \
+            np.arange(ks[i]) * dils[i]
+        lo, hi = (-pb[i], in_sp[i] + pe[i]) if include_pad else (0, in_sp[i])
+        cnt = ((pos >= lo) & (pos < hi)).sum(axis=1)
+        cnt = cnt.reshape((-1,) + (1,) * (nd - 1 - i))
+        total = cnt if total is None else total * cnt
+    return total
+
+
+@kernel("AveragePool")
+def k_averagepool(inputs, attrs, opset):
+    x = inputs[0]
+    xc = _up(x)
+    ks, strides, dils, out, pb, pe = _pool_geometry(attrs, x.shape[2:])
+    xp = _pool_input(xc, ks, strides, dils, out, pb, 0)
+    y = None
+    for _, offs in _kernel_offsets(ks, dils):
+        sl = xp[_window_slice(2, offs, strides, out)]
+        if y is None:
+            y = sl.copy()
+        else:
+            y += sl
+    cnt = _pool_counts(x.shape[2:], ks, strides, dils, out, pb, pe,
+                       attrs.get("count_include_pad", 0))
+    if np.all(cnt == cnt.flat[0]):
+        y /= y.dtype.type(cnt.flat[0])
+    else:
+        y /= cnt.astype(y.dtype)
+    return [_as(y, x.dtype)]
+
+
+@kernel("LpPool")
+def k_lppool(inputs, attrs, opset):
+    x = inputs[0]
+    p = attrs.get("p", 2)
+    xc = np.abs(_up(x))
+    ks, strides, dils, out, pb, pe = _pool_geometry(attrs, x.shape[2:])
+    xp = _pool_input(xc, ks, strides, dils, out, pb, 0)
+    y = np.zeros(x.shape[:2] + tuple(out), dtype=xc.dtype)
+    for _, offs in _kernel_offsets(ks, dils):
+        y += xp[_window_slice(2, offs, strides, out)] ** p
+    return [_as(y ** (1.0 / p), x.dtype)]
+
+
+@kernel("GlobalAveragePool")
+def k_global_avgpool(inputs, attrs, opset):
+    x = inputs[0]
+    return [_as(_up(x).mean(axis=tuple(range(2, x.ndim)), keepdims=True), x.dtype)]
+
+
+@kernel("GlobalMaxPool")
+def k_global_maxpool(inputs, attrs, opset):
+    x = inputs[0]
+    return [x.max(axis=tuple(range(2, x.ndim)), keepdims=True)]
+
+
+@kernel("GlobalLpPool")
+def k_global_lppool(inputs, attrs, opset):
+    x = inputs[0]
+    p = attrs.get("p", 2)
+    y = (np.abs(_up(x)) ** p).sum(axis=tuple(range(2, x.ndim)), keepdims=True)
+    return [_as(y ** (1.0 / p), x.dtype)]
+
+
+# ============================================================================
+# Normalisation
+# ============================================================================
+
+
+def _channel_shape(x: np.ndarray) -> tuple:
+    return (1, -1) + (1,) * (x.ndim - 2)
+
+
+@kernel("BatchNormalization")
+def k_batchnorm(inputs, attrs, opset):
+    """BatchNormalization; training_mode (opset 14+) uses batch statistics
+    and also returns the updated running mean/var."""
+    x, scale, bias, mean, var = inputs[:5]
+    dt = x.dtype
+    eps = attrs.get("epsilon", 1e-5)
+    xc = _up(x)
+    cdt = xc.dtype
+    if opset < 9 and attrs.get("spatial", 1) == 0:
+        pshape = (1,) + scale.shape  # per-activation parameters [C, D1, ...]
+    else:
+        pshape = _channel_shape(x)
+    sc, bi = _up(scale).reshape(pshape), _up(bias).reshape(pshape)
+    if opset >= 14 and attrs.get("training_mode", 0):
+        mom = attrs.get("momentum", 0.9)
+        axes = (0,) + tuple(range(2, x.ndim))
+        bm = xc.mean(axis=axes)
+        bv = xc.var(axis=axes)
+        y = (xc - bm.reshape(pshape)) / np.sqrt(bv.reshape(pshape) + eps) * sc + bi
+        rm = _up(mean) * mom + bm * (1 - mom)
+        rv = _up(var) * mom + bv * (1 - mom)
+        return [_as(y, dt), _as(rm, mean.dtype), _as(rv, var.dtype)]
+    a = sc / np.sqrt(_up(var).reshape(pshape) + cdt.type(eps))
+    shift = bi - _up(mean).reshape(pshape) * a
+    y = xc * a.astype(cdt, copy=False)
+    y += shift.astype(cdt, copy=False)
+    return [_as(y, dt)]
+
+
+@kernel("InstanceNormalization")
+def k_instancenorm(inputs, attrs, opset):
+    x, scale, bias = inputs[:3]
+    eps = attrs.get("epsilon", 1e-5)
+    xc = _up(x)
+    axes = tuple(range(2, x.ndim))
+    m = xc.mean(axis=axes, keepdims=True)
+    d = xc - m
+    v = np.mean(d * d, axis=axes, keepdims=True)
+    d *= (1.0 / np.sqrt(v + eps)).astype(d.dtype)
+    d *= _up(scale).reshape(_channel_shape(x))
+    d += _up(bias).reshape(_channel_shape(x))
+    return [_as(d, x.dtype)]
+
+
+@kernel("LayerNormalization")
+def k_layernorm(inputs, attrs, opset):
+    """LayerNormalization over axes [axis, rank); returns Y, Mean, InvStdDev."""
+    x, scale, bias = inputs[0], inputs[1], _get(inputs, 2)
+    axis = _axis(attrs.get("axis", -1), x.ndim)
+    eps = attrs.get("epsilon", 1e-5)
+    xc = x.astype(np.float32) if attrs.get("stash_type", 1) == 1 and \
+        x.dtype != np.float64 else x
+    axes = tuple(range(axis, x.ndim))
+    m = xc.mean(axis=axes, keepdims=True)
+    d = xc - m
+    v = np.mean(d * d, axis=axes, keepdims=True)
+    inv = 1.0 / np.sqrt(v + eps)
+    y = d * inv * _up(scale)
+    if bias is not None:
+        y += _up(bias)
+    return [_as(y, x.dtype), _as(m, x.dtype), _as(inv, x.dtype)]
+
+
+@kernel("GroupNormalization")
+def k_groupnorm(inputs, attrs, opset):
+    """GroupNormalization; scale/bias are per group in opset 18, per channel
+    from opset 21."""
+    x, scale, bias = inputs[:3]
+    G = int(attrs["num_groups"])
+    eps = attrs.get("epsilon", 1e-5)
+    N, C = x.shape[:2]
+    xc = x.astype(np.float32) if x.dtype != np.float64 else x
+    xg = xc.reshape(N, G, -1)
+    m = xg.mean(axis=2, keepdims=True)
+    d = xg - m
+    v = np.mean(d * d, axis=2, keepdims=True)
+    y = (d / np.sqrt(v + eps)).reshape(x.shape)
+    sc, bi = _up(scale), _up(bias)
+    if sc.size == G and G != C:
+        sc, bi = np.repeat(sc, C // G), np.repeat(bi, C // G)
+    y = y * sc.reshape(_channel_shape(x)) + bi.reshape(_channel_shape(x))
+    return [_as(y, x.dtype)]
+
+
+@kernel("LRN")
+def k_lrn(inputs, attrs, opset):
+    """LRN across channels: window [c - floor((n-1)/2), c + ceil((n-1)/2)]."""
+    x = inputs[0]
+    size = int(attrs["size"])
+    alpha, beta = attrs.get("alpha", 1e-4), attrs.get("beta", 0.75)
+    bias = attrs.get("bias", 1.0)
+    xc = _up(x)
+    sq = xc * xc
+    lo = (size - 1) // 2
+    hi = size - 1 - lo
+    pad = [(0, 0)] * x.ndim
+    pad[1] = (lo, hi)
+    sqp = np.pad(sq, pad)
+    s = np.zeros_like(sq)
+    C = x.shape[1]
+    for i in range(size):
+        s += sqp[:, i:i + C]
+    y = xc / (bias + (alpha / size) * s) ** beta
+    return [_as(y, x.dtype)]
+
+
+@kernel("LpNormalization")
+def k_lpnorm(inputs, attrs, opset):
+    x = inputs[0]
+    axis = _axis(attrs.get("axis", -1), x.ndim)
+    p = attrs.get("p", 2)
+    xc = _up(x)
+    if p == 1:
+        n = np.abs(xc).sum(axis=axis, keepdims=True)
+    elif p == 2:
+        n = np.sqrt((xc * xc).sum(axis=axis, keepdims=True))
+    else:
+        raise NotImplementedError(f"LpNormalization p={p}")
+    with np.errstate(all="ignore"):
+        y = np.where(n == 0, 0, xc / n)
+    return [_as(y, x.dtype)]
+
+
+@kernel("MeanVarianceNormalization")
+def k_mvn(inputs, attrs, opset):
+    x = inputs[0]
+    axes = tuple(_axes(attrs.get("axes", [0, 2, 3]), x.ndim))
+    xc = _up(x)
+    m = xc.mean(axis=axes, keepdims=True)
+    d = xc - m
+    v = np.mean(d * d, axis=axes, keepdims=True)
+    return [_as(d / (np.sqrt(v) + 1e-9), x.dtype)]
+
+
+# ============================================================================
+# Softmax family
+# ============================================================================
+
+
+def _softmax_view(x: np.ndarray, attrs, opset):
+    """(x viewed so the softmax runs over one axis, that axis).
+
+    Before opset 13 the input is coerced to 2-D at ``axis`` (default 1) and
+    the softmax covers everything from ``axis`` on; from 13 it is one axis
+    (default -1).
+    """
+    if opset < 13:
+        axis = _axis(attrs.get("axis", 1), x.ndim) if x.ndim else 0
+        rows = int(np.prod(x.shape[:axis]))
+        return x.reshape(rows, -1), 1
+    return x, _axis(attrs.get("axis", -1), x.ndim)
+
+
+@kernel("Softmax")
+def k_softmax(inputs, attrs, opset):
+    x = inputs[0]
+    v, axis = _softmax_view(_up(x), attrs, opset)
+    e = v - v.max(axis=axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return [_as(e.reshape(x.shape), x.dtype)]
+
+
+@kernel("LogSoftmax")
+def k_logsoftmax(inputs, attrs, opset):
+    x = inputs[0]
+    v, axis = _softmax_view(_up(x), attrs, opset)
+    d = v - v.max(axis=axis, keepdims=True)
+    d -= np.log(np.exp(d).sum(axis=axis, keepdims=True))
+    return [_as(d.reshape(x.shape), x.dtype)]
+
+
+@kernel("Hardmax")
+def k_hardmax(inputs, attrs, opset):
+    x = inputs[0]
+    v, axis = _softmax_view(x, attrs, opset)
+    idx = np.expand_dims(np.argmax(v, axis=axis), axis)
+    y = np.zeros_like(v)
+    np.put_along_axis(y, idx, 1, axis=axis)
+    return [y.reshape(x.shape)]
+
+
+# ============================================================================
+# Reductions
+# ============================================================================
+
+
+def _reduce_axes(inputs, attrs, opset, input_since: int, rank: int):
+    """Reduction axes as a tuple; ``()`` means "reduce nothing" (the
+    noop_with_empty_axes case, where the per-element part still applies)."""
+    if opset >= input_since:
+        axes = _ints(_get(inputs, 1))
+    else:
+        axes = _ints(attrs.get("axes"))
+    if not axes:
+        if attrs.get("noop_with_empty_axes", 0):
+            return ()
+        return tuple(range(rank))
+    return _axes(axes, rank)
+
+
+def _reduction(op_type: str, fn: Callable, input_since: int = 18) -> None:
+    def k(inputs, attrs, opset):
+        x = inputs[0]
+        axes = _reduce_axes(inputs, attrs, opset, input_since, x.ndim)
+        keep = bool(attrs.get("keepdims", 1))
+        with np.errstate(all="ignore"):
+            y = fn(_up(x), axes, keep)
+        return [_as(y, x.dtype)]
+
+    k.__name__ = f"k_{op_type}"
+    k.__doc__ = f"ONNX {op_type}; axes attribute before opset {input_since}, input after."
+    KERNELS[op_type] = k
+
+
+def _rmax(x, axes, keep):
+    if x.size == 0:
+        return np.max(x, axis=axes, keepdims=keep, initial=_lowest(x.dtype))
+    return np.max(x, axis=axes, keepdims=keep)
+
+
+def _rmin(x, axes, keep):
+    if x.size == 0:
+        return np.min(x, axis=axes, keepdims=keep, initial=_highest(x.dtype))
+    return np.min(x, axis=axes, keepdims=keep)
+
+
+def _rlogsumexp(x, axes, keep):
+    m = _rmax(x, axes, True)
+    m = np.where(np.isfinite(m), m, 0).astype(x.dtype)
+    s = np.log(np.sum(np.exp(x - m), axis=axes, keepdims=True)) + m
+    return s if keep else np.squeeze(s, axis=axes)
+
+
+def _rmean(x, axes, keep):
+    if x.dtype.kind in "iu":
+        return np.trunc(np.mean(x, axis=axes, keepdims=keep, dtype=np.float64))
+    return np.mean(x, axis=axes, keepdims=keep)
+
+
+_reduction("ReduceSum", lambda x, a, k: np.sum(x, axis=a, keepdims=k), 13)
+_reduction("ReduceMean", _rmean)
+_reduction("ReduceMax", _rmax)
+_reduction("ReduceMin", _rmin)
+_reduction("ReduceProd", lambda x, a, k: np.prod(x, axis=a, keepdims=k))
+_reduction("ReduceL1", lambda x, a, k: np.sum(np.abs(x), axis=a, keepdims=k))
+_reduction("ReduceL2", lambda x, a, k: np.sqrt(np.sum(
+    np.square(x.astype(np.float64) if x.dtype.kind in "iu" else x),
+    axis=a, keepdims=k)))
+_reduction("ReduceSumSquare", lambda x, a, k: np.sum(np.square(x), axis=a, keepdims=k))
+_reduction("ReduceLogSum", lambda x, a, k: np.log(np.sum(x, axis=a, keepdims=k)))
+_reduction("ReduceLogSumExp", _rlogsumexp)
+
+
+def _arg_reduce(op_type: str, fn: Callable) -> None:
+    def k(inputs, attrs, opset):
+        x = inputs[0]
+        axis = _axis(attrs.get("axis", 0), x.ndim)
+        if attrs.get("select_last_index", 0):
+            n = x.shape[axis]
+            y = n - 1 - fn(np.flip(x, axis=axis), axis=axis)
+        else:
+            y = fn(x, axis=axis)
+        if attrs.get("keepdims", 1):
+            y = np.expand_dims(y, axis)
+        return [y.astype(np.int64)]
+
+    k.__name__ = f"k_{op_type}"
+    KERNELS[op_type] = k
+
+
+_arg_reduce("ArgMax", np.argmax)
+_arg_reduce("ArgMin", np.argmin)
+
+
+# ============================================================================
+# Shape and layout
+# ============================================================================
+
+
+@kernel("Reshape")
+def k_reshape(inputs, attrs, opset):
+    """Reshape: 0 copies the input dim (unless allowzero), -1 is inferred."""
+    x = inputs[0]
+    shape = _ints(attrs.get("shape")) if opset < 5 else _ints(inputs[1])
+    if not attrs.get("allowzero", 0):
+        shape = [x.shape[i] if s == 0 else s for i, s in enumerate(shape)]
+    return [x.reshape(shape)]
+
+
+@kernel("Flatten")
+def k_flatten(inputs, attrs, opset):
+    x = inputs[0]
+    axis = attrs.get("axis", 1)
+    axis = axis + x.ndim if axis < 0 else axis
+    rows = int(np.prod(x.shape[:axis]))
+    return [x.reshape(rows, -1) if rows else x.reshape(0, int(np.prod(x.shape[axis:])))]
+
+
+@kernel("Transpose")
+def k_transpose(inputs, attrs, opset):
+    x = inputs[0]
+    perm = _ints(attrs.get("perm"))
+    return [np.transpose(x, perm)]
+
+
+@kernel("Squeeze")
+def k_squeeze(inputs, attrs, opset):
+    x = inputs[0]
+    axes = _ints(attrs.get("axes")) if opset < 13 else _ints(_get(inputs, 1))
+    if axes is None:
+        return [np.squeeze(x)]
+    return [np.squeeze(x, axis=_axes(axes, x.ndim))]
+
+
+@kernel("Unsqueeze")
+def k_unsqueeze(inputs, attrs, opset):
+    x = inputs[0]
+    axes = _ints(attrs.get("axes")) if opset < 13 else _ints(inputs[1])
+    out_rank = x.ndim + len(axes)
+    return [np.expand_dims(x, axis=_axes(axes, out_rank))]
+
+
+@kernel("Concat")
+def k_concat(inputs, attrs, opset):
+    xs = [t for t in inputs if t is not None]
+    axis = _axis(attrs.get("axis", 0 if opset < 4 else None), xs[0].ndim)
+    return [np.concatenate(xs, axis=axis)]
+
+
+@kernel("Split")
+def k_split(inputs, attrs, opset):
+    """Split: sizes from the 'split' attribute (<13) or input (13+), or
+    num_outputs (18+); otherwise equal parts, one per node output."""
+    x = inputs[0]
+    axis = _axis(attrs.get("axis", 0), x.ndim)
+    dim = x.shape[axis]
+    split = _ints(attrs.get("split")) if opset < 13 else _ints(_get(inputs, 1))
+    if not split:
+        n = attrs.get("num_outputs") if opset >= 18 else None
+        if n is not None:
+            chunk = -(-dim // n)
+            split = [chunk] * (n - 1) + [dim - chunk * (n - 1)]
+        else:
+            n = attrs.get(NUM_OUTPUTS)
+            if n is None:
+                raise NotImplementedError(
+                    "Split without 'split' sizes needs the node's output count: "
+                    f"pass attrs[{NUM_OUTPUTS!r}]")
+            if dim % n:
+                raise ValueError(f"Split: dim {dim} not divisible into {n} parts")
+            split = [dim // n] * n
+    bounds = np.cumsum(split)[:-1]
+    return list(np.split(x, bounds, axis=axis))
+
+
+@kernel("Slice")
+def k_slice(inputs, attrs, opset):
+    """Slice with ONNX clamping (start/end clamp differs for negative steps)."""
+    x = inputs[0]
+    if opset < 10:
+        starts, ends = _ints(attrs["starts"]), _ints(attrs["ends"])
+        axes, steps = _ints(attrs.get("axes")), None
+    else:
+        starts, ends = _ints(inputs[1]), _ints(inputs[2])
+        axes, steps = _ints(_get(inputs, 3)), _ints(_get(inputs, 4))
+    axes = axes or list(range(len(starts)))
+    steps = steps or [1] * len(starts)
+    idx = [slice(None)] * x.ndim
+    for st, en, ax, sp in zip(starts, ends, axes, steps):
+        ax = _axis(ax, x.ndim)
+        d = x.shape[ax]
+        st = st + d if st < 0 else st
+        en = en + d if en < 0 else en
+        if sp > 0:
+            st, en = min(max(st, 0), d), min(max(en, 0), d)
+        else:
+            st, en = min(max(st, 0), d - 1), min(max(en, -1), d - 1)
+        idx[ax] = slice(st, en if en >= 0 else None, sp)
+    return [x[tuple(idx)]]
+
+
+@kernel("Pad")
+def k_pad(inputs, attrs, opset):
+    """Pad: constant/reflect/edge/wrap; negative pads crop.  Pads and value
+    are attributes before opset 11, inputs after (axes input from 18)."""
+    x = inputs[0]
+    mode = attrs.get("mode", "constant")
+    if opset < 11:
+        pads = _ints(attrs.get("pads", attrs.get("paddings")))
+        value = attrs.get("value", 0.0)
+        axes = None
+    else:
+        pads = _ints(inputs[1])
+        cv = _get(inputs, 2)
+        value = 0 if cv is None or cv.size == 0 else _scalar(cv)
+        axes = _ints(_get(inputs, 3))
+    rank = x.ndim
+    axes = list(range(rank)) if axes is None else [_axis(a, rank) for a in axes]
+    na = len(axes)
+    begin, end = [0] * rank, [0] * rank
+    for i, a in enumerate(axes):
+        begin[a], end[a] = pads[i], pads[na + i]
+    if mode == "constant":
+        return [_pad_constant(x, begin, end, np.asarray(value).astype(x.dtype)[()])]
+    if mode not in ("reflect", "edge", "wrap"):
+        raise NotImplementedError(f"Pad mode={mode!r}")
+    crop = tuple(slice(max(0, -b), x.shape[i] - max(0, -e))
+                 for i, (b, e) in enumerate(zip(begin, end)))
+    x = x[crop]
+    widths = [(max(0, b), max(0, e)) for b, e in zip(begin, end)]
+    return [np.pad(x, widths, mode=mode)]
+
+
+@kernel("Expand")
+def k_expand(inputs, attrs, opset):
+    x = inputs[0]
+    shape = np.broadcast_shapes(x.shape, tuple(_ints(inputs[1])))
+    return [np.broadcast_to(x, shape).copy()]
+
+
+@kernel("Tile")
+def k_tile(inputs, attrs, opset):
+    return [np.tile(inputs[0], _ints(inputs[1]))]
+
+
+@kernel("Shape")
+def k_shape(inputs, attrs, opset):
+    shape = inputs[0].shape
+    start = attrs.get("start", 0)
+    end = attrs.get("end")
+    return [np.array(shape[start:end], dtype=np.int64)]
+
+
+@kernel("Size")
+def k_size(inputs, attrs, opset):
+    return [np.array(inputs[0].size, dtype=np.int64)]
+
+
+@kernel("Identity")
+def k_identity(inputs, attrs, opset):
+    return [inputs[0]]
+
+
+@kernel("SpaceToDepth")
+def k_space_to_depth(inputs, attrs, opset):
+    x = inputs[0]
+    b = int(attrs["blocksize"])
+    N, C, H, W = x.shape
+    y = x.reshape(N, C, H // b, b, W // b, b)
+    if attrs.get("mode", "DCR") == "DCR":
+        y = y.transpose(0, 3, 5, 1, 2, 4)
+    else:
+        y = y.transpose(0, 1, 3, 5, 2, 4)
+    return [y.reshape(N, C * b * b, H // b, W // b)]
+
+
+@kernel("DepthToSpace")
+def k_depth_to_space(inputs, attrs, opset):
+    x = inputs[0]
+    b = int(attrs["blocksize"])
+    N, C, H, W = x.shape
+    c = C // (b * b)
+    if attrs.get("mode", "DCR") == "DCR":
+        y = x.reshape(N, b, b, c, H, W).transpose(0, 3, 4, 1, 5, 2)
+    else:
+        y = x.reshape(N, c, b, b, H, W).transpose(0, 1, 4, 2, 5, 3)
+    return [y.reshape(N, c, H * b, W * b)]
+
+
+@kernel("Trilu")
+def k_trilu(inputs, attrs, opset):
+    x = inputs[0]
+    k = _get(inputs, 1)
+    k = 0 if k is None else int(_scalar(k))
+    return [np.triu(x, k) if attrs.get("upper", 1) else np.tril(x, k)]
+
+
+@kernel("EyeLike")
+def k_eyelike(inputs, attrs, opset):
+    x = inputs[0]
+    dt = onnx_dtype_to_numpy(attrs["dtype"]) if "dtype" in attrs else x.dtype
+    return [np.eye(x.shape[0], x.shape[1], k=attrs.get("k", 0), dtype=dt)]
+
+
+# ============================================================================
+# Indexing, sorting, generation
+# ============================================================================
+
+
+def _norm_indices(idx: np.ndarray, dim: int) -> np.ndarray:
+    idx = idx.astype(np.int64, copy=False)
+    return np.where(idx < 0, idx + dim, idx)
+
+
+@kernel("Gather")
+def k_gather(inputs, attrs, opset):
+    x, idx = inputs[0], inputs[1]
+    axis = _axis(attrs.get("axis", 0), x.ndim)
+    return [np.take(x, _norm_indices(idx, x.shape[axis]), axis=axis)]
+
+
+@kernel("GatherElements")
+def k_gather_elements(inputs, attrs, opset):
+    x, idx = inputs[0], inputs[1]
+    axis = _axis(attrs.get("axis", 0), x.ndim)
+    return [np.take_along_axis(x, _norm_indices(idx, x.shape[axis]), axis=axis)]
+
+
+@kernel("GatherND")
+def k_gather_nd(inputs, attrs, opset):
+    x, idx = inputs[0], inputs[1].astype(np.int64)
+    b = attrs.get("batch_dims", 0)
+    bshape = x.shape[:b]
+    nb = int(np.prod(bshape))
+    k = idx.shape[-1]
+    xr = x.reshape((nb,) + x.shape[b:])
+    ir = idx.reshape((nb, -1, k))
+    ir = np.where(ir < 0, ir + np.array(x.shape[b:b + k]), ir)
+    bi = np.arange(nb).reshape(nb, 1)
+    y = xr[(bi,) + tuple(ir[..., j] for j in range(k))]
+    return [y.reshape(idx.shape[:-1] + x.shape[b + k:])]
+
+
+_SCATTER_UFUNC = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+
+@kernel("ScatterND")
+def k_scatter_nd(inputs, attrs, opset):
+    x, idx, upd = inputs[0], inputs[1].astype(np.int64), inputs[2]
+    y = x.copy()
+    k = idx.shape[-1]
+    loc = tuple(np.moveaxis(idx, -1, 0).reshape(k, -1))
+    vals = upd.reshape((-1,) + x.shape[k:])
+    red = attrs.get("reduction", "none")
+    if red == "none":
+        y[loc] = vals
+    elif red in _SCATTER_UFUNC:
+        _SCATTER_UFUNC[red].at(y, loc, vals)
+    else:
+        raise NotImplementedError(f"ScatterND reduction={red!r}")
+    return [y]
+
+
+@kernel("ScatterElements", "Scatter")
+def k_scatter_elements(inputs, attrs, opset):
+    x, idx, upd = inputs[0], inputs[1], inputs[2]
+    axis = _axis(attrs.get("axis", 0), x.ndim)
+    idx = _norm_indices(idx, x.shape[axis])
+    y = x.copy()
+    red = attrs.get("reduction", "none")
+    loc = list(np.indices(idx.shape, sparse=True))
+    loc[axis] = idx
+    loc = tuple(loc)
+    if red == "none":
+        y[loc] = upd
+    elif red in _SCATTER_UFUNC:
+        _SCATTER_UFUNC[red].at(y, loc, upd)
+    else:
+        raise NotImplementedError(f"ScatterElements reduction={red!r}")
+    return [y]
+
+
+@kernel("Compress")
+def k_compress(inputs, attrs, opset):
+    x, cond = inputs[0], inputs[1].astype(bool)
+    axis = attrs.get("axis")
+    if axis is None:
+        return [np.compress(cond, x.reshape(-1))]
+    return [np.compress(cond, x, axis=_axis(axis, x.ndim))]
+
+
+@kernel("OneHot")
+def k_onehot(inputs, attrs, opset):
+    idx, depth, values = inputs[0], inputs[1], inputs[2]
+    d = int(_scalar(depth))
+    rank = idx.ndim + 1
+    axis = _axis(attrs.get("axis", -1), rank)
+    i = idx.astype(np.int64)
+    i = np.where(i < 0, i + d, i)
+    classes = np.arange(d).reshape((-1,) + (1,) * (rank - 1 - axis))
+    hot = np.expand_dims(i, axis) == classes
+    return [np.where(hot, values[1], values[0]).astype(values.dtype)]
+
+
+@kernel("NonZero")
+def k_nonzero(inputs, attrs, opset):
+    x = inputs[0]
+    return [np.array(np.nonzero(np.atleast_1d(x) if x.ndim == 0 else x),
+                     dtype=np.int64).reshape(x.ndim, -1)]
+
+
+@kernel("TopK")
+def k_topk(inputs, attrs, opset):
+    """TopK; ties keep the lower index first (stable), for largest too."""
+    x = inputs[0]
+    k = int(attrs["k"]) if opset < 10 else int(_scalar(inputs[1]))
+    axis = _axis(attrs.get("axis", -1), x.ndim)
+    n = x.shape[axis]
+    if attrs.get("largest", 1):
+        # Stable ascending sort of the reversed axis, read backwards, orders by
+        # value descending with equal values by ascending original index.
+        order = np.argsort(np.flip(x, axis=axis), axis=axis, kind="stable")
+        order = (n - 1) - np.flip(order, axis=axis)
+    else:
+        order = np.argsort(x, axis=axis, kind="stable")
+    idx = np.take(order, np.arange(k), axis=axis)
+    return [np.take_along_axis(x, idx, axis=axis), idx.astype(np.int64)]
+
+
+@kernel("CumSum")
+def k_cumsum(inputs, attrs, opset):
+    x = inputs[0]
+    axis = _axis(_scalar(inputs[1]), x.ndim)
+    rev = attrs.get("reverse", 0)
+    v = np.flip(x, axis) if rev else x
+    c = np.cumsum(v, axis=axis, dtype=x.dtype)
+    if attrs.get("exclusive", 0):
+        c = np.roll(c, 1, axis=axis)
+        c[(slice(None),) * axis + (0,)] = 0
+    return [np.flip(c, axis) if rev else c]
+
+
+@kernel("CumProd")
+def k_cumprod(inputs, attrs, opset):
+    x = inputs[0]
+    axis = _axis(_scalar(inputs[1]), x.ndim)
+    rev = attrs.get("reverse", 0)
+    v = np.flip(x, axis) if rev else x
+    c = np.cumprod(v, axis=axis, dtype=x.dtype)
+    if attrs.get("exclusive", 0):
+        c = np.roll(c, 1, axis=axis)
+        c[(slice(None),) * axis + (0,)] = 1
+    return [np.flip(c, axis) if rev else c]
+
+
+@kernel("Range")
+def k_range(inputs, attrs, opset):
+    start, limit, delta = (_scalar(t) for t in inputs[:3])
+    dt = np.asarray(inputs[0]).dtype
+    n = max(int(math.ceil((float(limit) - float(start)) / float(delta))), 0)
+    if dt.kind in "iu":
+        return [(start + np.arange(n, dtype=dt) * delta).astype(dt)]
+    return [(start + np.arange(n, dtype=np.float64) * delta).astype(dt)]
+
+
+@kernel("ReverseSequence")
+def k_reverse_sequence(inputs, attrs, opset):
+    x, lens = inputs[0], inputs[1]
+    baxis, taxis = attrs.get("batch_axis", 1), attrs.get("time_axis", 0)
+    y = x.copy()
+    T = x.shape[taxis]
+    t = np.arange(T)
+    for bi, L in enumerate(lens.tolist()):  # loop over sequences, not elements
+        src = np.where(t < L, L - 1 - t, t)
+        sel = [slice(None)] * x.ndim
+        sel[baxis] = bi
+        xb = x[tuple(sel)]
+        ta = taxis if taxis < baxis else taxis - 1
+        y[tuple(sel)] = np.take(xb, src, axis=ta)
+    return [y]
+
+
+# ============================================================================
+# Resize / Upsample
+# ============================================================================
+
+
+def _resize_coords(ctm, out_len, in_len, scale, roi_lo, roi_hi, length):
+    """Source coordinate of each output index along one axis (float64).
+
+    ``length`` is the spec's ``length_resized``: the possibly fractional
+    ``scale * in_len`` (== out_len when sizes were given).  The ONNX test
+    data uses it, not the integer out_len, in align_corners & co.
+    """
+    y = np.arange(out_len, dtype=np.float64)
+    if ctm == "half_pixel":
+        return (y + 0.5) / scale - 0.5
+    if ctm == "asymmetric":
+        return y / scale
+    if ctm == "pytorch_half_pixel":
+        return (y + 0.5) / scale - 0.5 if length > 1 else np.zeros(out_len)
+    if ctm == "align_corners":
+        if length == 1:
+            return np.zeros(out_len)
+        return y * (in_len - 1) / (length - 1)
+    if ctm == "half_pixel_symmetric":
+        adj = out_len / length
+        offset = in_len / 2 * (1 - adj)
+        return offset + (y + 0.5) / scale - 0.5
+    if ctm == "tf_half_pixel_for_nn":
+        return (y + 0.5) / scale
+    if ctm == "tf_crop_and_resize":
+        if length > 1:
+            x = y * (roi_hi - roi_lo) * (in_len - 1) / (length - 1)
+        else:
+            x = np.full(out_len, (roi_hi - roi_lo) * (in_len - 1) / 2)
+        return x + roi_lo * (in_len - 1)
+    raise NotImplementedError(f"Resize coordinate_transformation_mode={ctm!r}")
+
+
+def _nearest_index(x, mode, scale):
+    if mode == "round_prefer_floor":
+        return np.ceil(x - 0.5)
+    if mode == "round_prefer_ceil":
+        return np.floor(x + 0.5)
+    if mode == "floor":
+        return np.floor(x)
+    if mode == "ceil":
+        return np.ceil(x)
+    if mode == "simple":  # Resize-10 / Upsample, as onnxruntime implements it
+        return np.ceil(x) if scale < 1 else np.floor(x)
+    raise NotImplementedError(f"Resize nearest_mode={mode!r}")
+
+
+def _cubic_kernel(d, a):
+    d = np.abs(d)
+    d2, d3 = d * d, d * d * d
+    near = (a + 2) * d3 - (a + 3) * d2 + 1
+    far = a * d3 - 5 * a * d2 + 8 * a * d - 4 * a
+    return np.where(d <= 1, near, np.where(d < 2, far, 0.0))
+
+
+def _interp_taps(x, in_len, scale, mode, cubic_a, antialias, exclude_outside):
+    """(indices [out, n], weights [out, n]) of linear/cubic interpolation.
+
+    Taps are the n input positions nearest x; weights are the kernel at the
+    (scaled, when antialiasing a downscale) distance, edge-clamped indices.
+    """
+    radius = 1 if mode == "linear" else 2
+    fs = min(scale, 1.0) if antialias else 1.0
+    start = int(math.floor(-radius / fs)) + 1
+    n = 2 - 2 * start
+    base = np.floor(x).astype(np.int64)
+    j = base[:, None] + (start + np.arange(n))[None, :]
+    d = (j - x[:, None]) * fs
+    if mode == "linear":
+        w = np.clip(1 - np.abs(d), 0, 1)
+    else:
+        w = _cubic_kernel(d, cubic_a)
+    if antialias:
+        w = w / w.sum(axis=1, keepdims=True)
+    if exclude_outside:
+        w = np.where((j < 0) | (j >= in_len), 0.0, w)
+        s = w.sum(axis=1, keepdims=True)
+        w = w / np.where(s == 0, 1.0, s)
+    return np.clip(j, 0, in_len - 1), w
+
+
+def _resize(x, out_sizes, scales, mode, ctm, nearest_mode, cubic_a=-0.75,
+            exclude_outside=False, extrapolation=0.0, roi=None, antialias=False,
+            lengths=None):
+    """Separable N-d resize of ``x`` to ``out_sizes`` (one pass per axis).
+
+    ``lengths``: per-axis fractional output lengths (default scale * in).
+    """
+    if lengths is None:
+        lengths = [s * d for s, d in zip(scales, x.shape)]
+    dt = x.dtype
+    rank = x.ndim
+    todo = []
+    for ax in range(rank):
+        lo, hi = (roi[ax], roi[rank + ax]) if roi is not None else (0.0, 1.0)
+        trivial = out_sizes[ax] == x.shape[ax] and scales[ax] == 1.0 and \
+            (ctm != "tf_crop_and_resize" or (lo == 0.0 and hi == 1.0))
+        if not trivial:
+            todo.append((ax, float(lo), float(hi)))
+    if not todo:
+        return x.copy()
+    if mode == "nearest":
+        index = [slice(None)] * rank
+        masks = []
+        for ax, lo, hi in todo:
+            n_in = x.shape[ax]
+            c = _resize_coords(ctm, out_sizes[ax], n_in, scales[ax], lo, hi,
+                               lengths[ax])
+            idx = np.clip(_nearest_index(c, nearest_mode, scales[ax]), 0, n_in - 1)
+            index[ax] = idx.astype(np.intp)
+            if ctm == "tf_crop_and_resize":
+                masks.append((ax, (c < 0) | (c > n_in - 1)))
+        y = x
+        advanced = [ax for ax, _, _ in todo]
+        if advanced == list(range(advanced[0], advanced[-1] + 1)):
+            # Adjacent axes: one gather with broadcast (outer-product) indices.
+            sel = list(index)
+            for i, ax in enumerate(advanced):
+                sel[ax] = index[ax].reshape((-1,) + (1,) * (len(advanced) - 1 - i))
+            y = x[tuple(sel)]
+        else:
+            for ax in advanced:
+                y = np.take(y, index[ax], axis=ax)
+        for ax, m in masks:
+            if m.any():
+                y = np.where(m.reshape((-1,) + (1,) * (rank - 1 - ax)), extrapolation, y)
+        return _as(y, dt) if y.dtype != dt else y
+    if mode not in ("linear", "cubic"):
+        raise NotImplementedError(f"Resize mode={mode!r}")
+    cdt = x.dtype if x.dtype in (np.float32, np.float64) else (
+        np.float32 if x.dtype in _LOWP else np.float64)
+    y = x.astype(cdt, copy=False)
+    for ax, lo, hi in todo:
+        n_in = y.shape[ax]
+        c = _resize_coords(ctm, out_sizes[ax], n_in, scales[ax], lo, hi,
+                               lengths[ax])
+        j, w = _interp_taps(c, n_in, float(scales[ax]), mode, cubic_a,
+                            antialias, exclude_outside)
+        wshape = (-1,) + (1,) * (rank - 1 - ax)
+        acc = None
+        for t in range(j.shape[1]):
+            term = np.take(y, j[:, t], axis=ax)
+            term *= w[:, t].astype(cdt).reshape(wshape)
+            if acc is None:
+                acc = term
+            else:
+                acc += term
+        if ctm == "tf_crop_and_resize":
+            m = (c < 0) | (c > n_in - 1)
+            if m.any():
+                acc[(slice(None),) * ax + (m,)] = extrapolation
+        y = acc
+    return _saturate(y, dt) if dt.kind in "iub" else _as(y, dt)
+
+
+def _resize_sizes_scales(x, scales, sizes, axes, policy):
+    """Full-rank (out_sizes, scales) from the Resize inputs."""
+    rank = x.ndim
+    axes = list(range(rank)) if axes is None else [_axis(a, rank) for a in axes]
+    full_scales = [1.0] * rank
+    out = list(x.shape)
+    lengths = [float(d) for d in x.shape]
+    if sizes is not None:
+        sz = _ints(sizes)
+        for a, s in zip(axes, sz):
+            full_scales[a] = s / x.shape[a]
+            out[a] = s
+        if policy != "stretch":
+            pick = min if policy == "not_larger" else max
+            if policy not in ("not_larger", "not_smaller"):
+                raise NotImplementedError(f"keep_aspect_ratio_policy={policy!r}")
+            s = pick(full_scales[a] for a in axes)
+            for a in axes:
+                full_scales[a] = s
+                out[a] = int(s * x.shape[a] + 0.5)
+        for a in axes:
+            lengths[a] = float(out[a]) if policy == "stretch" else \
+                full_scales[a] * x.shape[a]
+    else:
+        sc = [float(v) for v in np.asarray(scales).reshape(-1)]
+        for a, s in zip(axes, sc):
+            full_scales[a] = s
+            out[a] = int(math.floor(s * x.shape[a]))
+            lengths[a] = s * x.shape[a]
+    return out, full_scales, axes, lengths
+
+
+@kernel("Resize")
+def k_resize(inputs, attrs, opset):
+    """Resize (opset 10-19+): nearest/linear/cubic with every coordinate
+    transformation and nearest rounding mode, antialias, axes, roi."""
+    x = inputs[0]
+    mode = attrs.get("mode", "nearest")
+    if opset < 11:
+        scales, sizes, roi = inputs[1], None, None
+        ctm, nearest = "asymmetric", "simple"
+    else:
+        roi, scales, sizes = _get(inputs, 1), _get(inputs, 2), _get(inputs, 3)
+        ctm = attrs.get("coordinate_transformation_mode", "half_pixel")
+        nearest = attrs.get("nearest_mode", "round_prefer_floor")
+    if scales is not None and scales.size == 0:
+        scales = None
+    if sizes is not None and sizes.size == 0:
+        sizes = None
+    if roi is not None and roi.size == 0:
+        roi = None
+    axes = _ints(attrs.get("axes"))
+    out, sc, axes, lengths = _resize_sizes_scales(
+        x, scales, sizes, axes, attrs.get("keep_aspect_ratio_policy", "stretch"))
+    full_roi = None
+    if roi is not None and ctm == "tf_crop_and_resize":
+        r = [float(v) for v in roi.reshape(-1)]
+        full_roi = [0.0] * x.ndim + [1.0] * x.ndim
+        na = len(axes)
+        for i, a in enumerate(axes):
+            full_roi[a], full_roi[x.ndim + a] = r[i], r[na + i]
+    y = _resize(x, out, sc, mode, ctm, nearest,
+                cubic_a=attrs.get("cubic_coeff_a", -0.75),
+                exclude_outside=bool(attrs.get("exclude_outside", 0)),
+                extrapolation=attrs.get("extrapolation_value", 0.0),
+                roi=full_roi, antialias=bool(attrs.get("antialias", 0)),
+                lengths=lengths)
+    return [y]
+
+
+@kernel("Upsample")
+def k_upsample(inputs, attrs, opset):
+    """Upsample (deprecated): asymmetric coordinates, nearest or linear."""
+    x = inputs[0]
+    mode = attrs.get("mode", "nearest")
+    if opset < 7:
+        sc = [1.0, 1.0, attrs.get("height_scale", 1.0), attrs.get("width_scale", 1.0)]
+        mode = "linear" if mode == "bilinear" else mode
+    elif opset < 9:
+        sc = [float(v) for v in attrs["scales"]]
+    else:
+        sc = [float(v) for v in inputs[1].reshape(-1)]
+    out = [int(math.floor(s * d)) for s, d in zip(sc, x.shape)]
+    return [_resize(x, out, sc, mode, "asymmetric", "simple")]
+
+
+# ============================================================================
+# Constants and casts
+# ============================================================================
+
+
+@kernel("Constant")
+def k_constant(inputs, attrs, opset):
+    if "value" in attrs:
+        return [np.asarray(attrs["value"])]
+    if "value_float" in attrs:
+        return [np.array(attrs["value_float"], dtype=np.float32)]
+    if "value_floats" in attrs:
+        return [np.array(attrs["value_floats"], dtype=np.float32)]
+    if "value_int" in attrs:
+        return [np.array(attrs["value_int"], dtype=np.int64)]
+    if "value_ints" in attrs:
+        return [np.array(attrs["value_ints"], dtype=np.int64)]
+    if "value_string" in attrs:
+        return [np.array(attrs["value_string"], dtype=object)]
+    if "value_strings" in attrs:
+        return [np.array(attrs["value_strings"], dtype=object)]
+    raise NotImplementedError(f"Constant with attributes {sorted(attrs)}")
+
+
+@kernel("ConstantOfShape")
+def k_constant_of_shape(inputs, attrs, opset):
+    shape = _ints(inputs[0])
+    v = attrs.get("value")
+    if v is None:
+        return [np.zeros(shape, dtype=np.float32)]
+    v = np.asarray(v)
+    return [np.full(shape, v.reshape(-1)[0], dtype=v.dtype)]
+
+
+def _cast(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+    if x.dtype == object or dt == object:
+        raise NotImplementedError("Cast from/to STRING is not supported")
+    if dt.kind == "b":
+        return x != 0
+    with np.errstate(all="ignore"):
+        if x.dtype in _LOWP and dt.kind in "iu":
+            return x.astype(np.float32).astype(dt)
+        if dt in _LOWP and x.dtype.kind in "iub" and dt != np.float16:
+            return x.astype(np.float32).astype(dt)
+        return x.astype(dt)
+
+
+@kernel("Cast")
+def k_cast(inputs, attrs, opset):
+    x = inputs[0]
+    return [_cast(x, onnx_dtype_to_numpy(attrs["to"]))]
+
+
+@kernel("CastLike")
+def k_castlike(inputs, attrs, opset):
+    return [_cast(inputs[0], inputs[1].dtype)]
+
+
+# ============================================================================
+# Quantisation
+# ============================================================================
+
+
+def _quant_param(p: np.ndarray, shape, axis: int, block: int) -> np.ndarray:
+    """Scale/zero-point made broadcastable to x: scalar, per-axis (1-D along
+    ``axis``) or blocked (x's shape with ``axis`` divided into blocks)."""
+    if p.ndim == 0 or p.size == 1 and not block:
+        return p.reshape(())
+    if block:
+        p = np.repeat(p, block, axis=axis)
+        return p[(slice(None),) * axis + (slice(0, shape[axis]),)]
+    return p.reshape((-1,) + (1,) * (len(shape) - 1 - axis))
+
+
+def _quant_axis(attrs, x, scale) -> tuple[int, int]:
+    # axis only matters (and only has to be valid) for non-scalar scales.
+    block = int(attrs.get("block_size", 0))
+    if scale.size <= 1 and not block:
+        return 0, 0
+    return _axis(attrs.get("axis", 1), x.ndim), block
+
+
+_QUANT_RANGES = {
+    np.dtype(np.uint8): (0, 255), np.dtype(np.int8): (-128, 127),
+    np.dtype(np.uint16): (0, 65535), np.dtype(np.int16): (-32768, 32767),
+    np.dtype(np.int32): (-2 ** 31, 2 ** 31 - 1),
+}
+
+
+@kernel("QuantizeLinear")
+def k_quantize_linear(inputs, attrs, opset):
+    """y = saturate(round_half_even(x / scale) + zero_point)."""
+    x, scale, zp = inputs[0], inputs[1], _get(inputs, 2)
+    axis, block = _quant_axis(attrs, x, scale)
+    if zp is not None:
+        qdt = zp.dtype
+    elif "output_dtype" in attrs and attrs["output_dtype"]:
+        qdt = onnx_dtype_to_numpy(attrs["output_dtype"])
+    else:
+        qdt = np.dtype(np.uint8)
+    if qdt not in _QUANT_RANGES:
+        raise NotImplementedError(f"QuantizeLinear to {qdt}")
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    s = _quant_param(scale, x.shape, axis, block).astype(cdt)
+    q = np.rint(x.astype(cdt, copy=False) / s)
+    if zp is not None:
+        q += _quant_param(zp, x.shape, axis, block).astype(cdt)
+    lo, hi = _QUANT_RANGES[qdt]
+    return [np.clip(q, lo, hi).astype(qdt)]
+
+
+@kernel("DequantizeLinear")
+def k_dequantize_linear(inputs, attrs, opset):
+    """y = (x - zero_point) * scale, in the scale's type (or output_dtype)."""
+    x, scale, zp = inputs[0], inputs[1], _get(inputs, 2)
+    if x.dtype not in _QUANT_RANGES:
+        raise NotImplementedError(f"DequantizeLinear from {x.dtype}")
+    axis, block = _quant_axis(attrs, x, scale)
+    odt = onnx_dtype_to_numpy(attrs["output_dtype"]) if attrs.get("output_dtype") \
+        else scale.dtype
+    cdt = np.float64 if scale.dtype == np.float64 else np.float32
+    y = x.astype(cdt)
+    if zp is not None:
+        y -= _quant_param(zp, x.shape, axis, block).astype(cdt)
+    y *= _quant_param(scale, x.shape, axis, block).astype(cdt)
+    return [_as(y, np.dtype(odt))]
+
+
+@kernel("DynamicQuantizeLinear")
+def k_dynamic_quantize_linear(inputs, attrs, opset):
+    x = inputs[0].astype(np.float32)
+    lo = min(0.0, float(x.min())) if x.size else 0.0
+    hi = max(0.0, float(x.max())) if x.size else 0.0
+    scale = np.float32((hi - lo) / 255.0)
+    zp = np.clip(np.rint(-lo / scale), 0, 255) if scale else np.float32(0)
+    if scale:
+        q = np.clip(np.rint(x / scale) + zp, 0, 255).astype(np.uint8)
+    else:
+        q = np.zeros(x.shape, dtype=np.uint8)
+    return [q, np.array(scale, dtype=np.float32), np.array(zp, dtype=np.uint8)]
+
+
+def _zp_shift(x: np.ndarray, zp, axis_shape=None) -> np.ndarray:
+    y = x.astype(np.int32)
+    if zp is not None:
+        z = zp.astype(np.int32)
+        if axis_shape is not None and z.size > 1:
+            z = z.reshape(axis_shape)
+        y -= z
+    return y
+
+
+@kernel("MatMulInteger")
+def k_matmul_integer(inputs, attrs, opset):
+    a, b = inputs[0], inputs[1]
+    azp, bzp = _get(inputs, 2), _get(inputs, 3)
+    ai = _zp_shift(a, azp, (-1, 1) if azp is not None and azp.ndim == 1 else None)
+    bi = _zp_shift(b, bzp)
+    # float64 GEMM is exact for int8 products summed over K < 2**37.
+    y = np.matmul(ai.astype(np.float64), bi.astype(np.float64))
+    return [y.astype(np.int32)]
+
+
+@kernel("ConvInteger")
+def k_conv_integer(inputs, attrs, opset):
+    x, w = inputs[0], inputs[1]
+    xzp, wzp = _get(inputs, 2), _get(inputs, 3)
+    xi = _zp_shift(x, xzp).astype(np.float64)
+    wi = _zp_shift(w, wzp, (-1,) + (1,) * (w.ndim - 1)).astype(np.float64)
+    strides, dils, pb, pe = _conv_geometry(attrs, x, w)
+    y = _conv(xi, wi, None, strides, dils, pb, pe, int(attrs.get("group", 1)))
+    return [y.astype(np.int32)]
+
+
+def _requantize(acc: np.ndarray, mult, yzp) -> np.ndarray:
+    q = np.rint(acc * mult)
+    if yzp is not None:
+        q += yzp.astype(np.float64)
+        dt = yzp.dtype
+    else:
+        dt = np.dtype(np.uint8)
+    lo, hi = _QUANT_RANGES[dt]
+    return np.clip(q, lo, hi).astype(dt)
+
+
+@kernel("QLinearMatMul")
+def k_qlinear_matmul(inputs, attrs, opset):
+    a, a_s, a_zp, b, b_s, b_zp, y_s, y_zp = inputs[:8]
+    af = (a.astype(np.float64) - a_zp.astype(np.float64).reshape(
+        (-1, 1) if a_zp.ndim == 1 and a_zp.size > 1 else ())) * \
+        a_s.astype(np.float64).reshape((-1, 1) if a_s.size > 1 else ())
+    bf = (b.astype(np.float64) - b_zp.astype(np.float64)) * b_s.astype(np.float64)
+    y = np.matmul(af, bf) / y_s.astype(np.float64)
+    return [_requantize(y, 1.0, y_zp)]
+
+
+@kernel("QLinearConv")
+def k_qlinear_conv(inputs, attrs, opset):
+    x, x_s, x_zp, w, w_s, w_zp, y_s, y_zp = inputs[:8]
+    b = _get(inputs, 8)
+    cshape = (-1,) + (1,) * (w.ndim - 1)
+    xf = (x.astype(np.float64) - x_zp.astype(np.float64)) * x_s.astype(np.float64)
+    wf = (w.astype(np.float64) - w_zp.astype(np.float64).reshape(
+        cshape if w_zp.size > 1 else ())) * w_s.astype(np.float64).reshape(
+        cshape if w_s.size > 1 else ())
+    bias = None
+    if b is not None:
+        bias = b.astype(np.float64) * (float(_scalar(x_s)) * w_s.astype(np.float64))
+    strides, dils, pb, pe = _conv_geometry(attrs, x, w)
+    y = _conv(xf, wf, bias, strides, dils, pb, pe, int(attrs.get("group", 1)))
+    return [_requantize(y / float(_scalar(y_s)), 1.0, y_zp)]
+
+
+# ============================================================================
+# Miscellaneous
+# ============================================================================
+
+
+@kernel("Dropout")
+def k_dropout(inputs, attrs, opset):
+    """Dropout: identity at inference (and for ratio 0); the mask output is
+    all-true (bool from opset 10, x's type before)."""
+    x = inputs[0]
+    if opset < 12:
+        ratio = attrs.get("ratio", 0.5)
+        training = opset < 7 and not attrs.get("is_test", 0)
+        training = False  # inference graphs; is_test=0 only mattered to trainers
+    else:
+        r = _get(inputs, 1)
+        t = _get(inputs, 2)
+        ratio = 0.5 if r is None else float(_scalar(r))
+        training = False if t is None else bool(_scalar(t))
+    mask_dt = np.bool_ if opset >= 10 else x.dtype
+    if not training or ratio == 0:
+        return _LazyOutputs([x, _Deferred(lambda: np.ones(x.shape, dtype=mask_dt))])
+    rng = np.random.default_rng(attrs.get("seed"))
+    mask = rng.uniform(0.0, 1.0, x.shape) >= ratio
+    y = _as(x * mask / (1.0 - ratio), x.dtype)
+    return [y, mask.astype(mask_dt)]

@@ -1,0 +1,539 @@
+"""ONNX model -> `onnx` dialect IR.
+
+Owns everything between an `.onnx` file and a verified `builtin.module` holding
+`func.func @main`: loading (external data included), opset/IR-version checks,
+binding dynamic input dimensions, inlining model-local functions, one
+topological pass that folds constant subgraphs (shape computations) and infers
+every tensor's static type, and dropping Identity/Dropout.
+
+Every failure caused by the file becomes a `QccError` naming the node (op
+type, node name, opset) or the input at fault.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import networkx as nx
+import numpy as np
+import onnx
+import onnx.defs
+import onnx.inliner
+import onnx.shape_inference
+from onnx import numpy_helper
+from xdsl.dialects import func
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    DictionaryAttr,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    i64,
+)
+from xdsl.ir import Block, Region, SSAValue
+
+from qcc.dialects import onnx as donnx
+from qcc.errors import QccError
+from qcc.float_kernels import KERNELS
+
+MIN_OPSET = 7
+MAX_OPSET = onnx.defs.onnx_opset_version()
+
+# Ops never folded even with constant inputs: QDQ pairs on weights carry the
+# quantization that a pre-quantized model asks for.
+_NO_FOLD = {"QuantizeLinear", "DequantizeLinear"}
+# Folding these can blow a small constant up into a large one (a broadcast).
+_EXPANDING = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"}
+_EXPANDING_LIMIT = 1 << 16
+
+
+@dataclass(frozen=True)
+class _Dyn:
+    """A tensor known only by type: produced at run time."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]
+
+
+def _np_dtype_of(elem_type: int, where: str) -> np.dtype:
+    try:
+        dt = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem_type))
+    except Exception:
+        dt = None
+    if dt is None or dt.kind in "OUS" or dt not in donnx._NP_TO_ELEM:
+        name = onnx.TensorProto.DataType.Name(elem_type) if elem_type in onnx.TensorProto.DataType.values() else str(elem_type)
+        raise QccError(f"{where}: element type {name} is not supported")
+    return dt
+
+
+def _to_array(t: onnx.TensorProto, where: str) -> np.ndarray:
+    _np_dtype_of(t.data_type, where)
+    try:
+        arr = numpy_helper.to_array(t)
+    except Exception as e:
+        raise QccError(f"{where}: cannot read tensor data ({e})") from None
+    return np.asarray(arr)
+
+
+def _attr_value(a: onnx.AttributeProto, where: str) -> Any:
+    T = onnx.AttributeProto
+    if a.type == T.FLOAT:
+        return float(a.f)
+    if a.type == T.INT:
+        return int(a.i)
+    if a.type == T.STRING:
+        return a.s.decode("utf-8", errors="replace")
+    if a.type == T.TENSOR:
+        return _to_array(a.t, f"{where} attribute '{a.name}'")
+    if a.type == T.FLOATS:
+        return [float(v) for v in a.floats]
+    if a.type == T.INTS:
+        return [int(v) for v in a.ints]
+    if a.type == T.STRINGS:
+        return [s.decode("utf-8", errors="replace") for s in a.strings]
+    kind = T.AttributeType.Name(a.type) if a.type in T.AttributeType.values() else a.type
+    raise QccError(f"{where}: attribute '{a.name}' of kind {kind} is not supported")
+
+
+def _xdsl_attr(a: onnx.AttributeProto, value: Any):
+    T = onnx.AttributeProto
+    if a.type == T.FLOATS:
+        from xdsl.dialects.builtin import DenseArrayBase, Float32Type
+
+        return DenseArrayBase.from_list(Float32Type(), [float(np.float32(v)) for v in value])
+    if a.type == T.STRINGS:
+        return ArrayAttr([StringAttr(v) for v in value])
+    if a.type == T.INTS:
+        from xdsl.dialects.builtin import DenseArrayBase
+
+        return DenseArrayBase.from_list(i64, value)
+    return donnx.py_attr(value)
+
+
+def parse_input_shapes(specs: Sequence[str]) -> dict[str, list[int]]:
+    """Parses `NAME=D0,D1,...` options (the `--input-shape` syntax)."""
+    shapes: dict[str, list[int]] = {}
+    for spec in specs:
+        name, sep, dims = spec.rpartition("=")
+        if not sep or not name:
+            raise QccError(f"--input-shape '{spec}': expected NAME=D0,D1,...")
+        try:
+            shape = [int(d) for d in dims.split(",")] if dims.strip() else []
+        except ValueError:
+            raise QccError(f"--input-shape '{spec}': dimensions must be integers") from None
+        if any(d <= 0 for d in shape):
+            raise QccError(f"--input-shape '{spec}': dimensions must be positive")
+        shapes[name] = shape
+    return shapes
+
+
+def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """Reads an .onnx file and its external data, as a QccError on any failure."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise QccError(f"{path}: no such file")
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as e:
+        raise QccError(f"{path}: not a valid ONNX model ({type(e).__name__}: {e})") from None
+    try:
+        from onnx.external_data_helper import load_external_data_for_model, uses_external_data
+
+        if any(uses_external_data(t) for t in model.graph.initializer):
+            load_external_data_for_model(model, os.path.dirname(os.path.abspath(path)))
+    except Exception as e:
+        raise QccError(f"{path}: cannot load external tensor data ({e})") from None
+    return model
+
+
+class _Importer:
+    def __init__(self, model: onnx.ModelProto, input_shapes: Mapping[str, Sequence[int]]):
+        self.model = model
+        self.user_shapes = dict(input_shapes)
+        self.opset = self._check_versions()
+        self.env: dict[str, np.ndarray | _Dyn] = {}
+        self.values: dict[str, SSAValue] = {}
+        self.block = Block()
+        self.novalue: SSAValue | None = None
+
+    # ------------------------------------------------------------ checks
+    def _check_versions(self) -> int:
+        m = self.model
+        if m.ir_version > onnx.IR_VERSION:
+            raise QccError(
+                f"model IR version {m.ir_version} is newer than the newest supported ({onnx.IR_VERSION})"
+            )
+        opset = None
+        for imp in m.opset_import:
+            if imp.domain in ("", "ai.onnx"):
+                opset = int(imp.version)
+        if opset is None:
+            if m.ir_version >= 3 or not m.opset_import:
+                raise QccError("model imports no version of the default ONNX opset")
+        if not MIN_OPSET <= opset <= MAX_OPSET:
+            raise QccError(
+                f"model uses ONNX opset {opset}; qcc supports opsets {MIN_OPSET} to {MAX_OPSET}"
+            )
+        return opset
+
+    # ------------------------------------------------------------ inputs
+    def _bind_inputs(self, graph: onnx.GraphProto) -> list[tuple[str, _Dyn]]:
+        init_names = {t.name for t in graph.initializer}
+        real = [vi for vi in graph.input if vi.name not in init_names]
+        known = {vi.name for vi in real}
+        for name in self.user_shapes:
+            if name not in known:
+                raise QccError(
+                    f"--input-shape names '{name}', which is not a graph input "
+                    f"(inputs: {', '.join(sorted(known)) or 'none'})"
+                )
+        bound: list[tuple[str, _Dyn]] = []
+        for vi in real:
+            where = f"graph input '{vi.name}'"
+            if not vi.type.HasField("tensor_type"):
+                raise QccError(f"{where}: only tensor inputs are supported")
+            tt = vi.type.tensor_type
+            dtype = _np_dtype_of(tt.elem_type, where)
+            user = self.user_shapes.get(vi.name)
+            if not tt.HasField("shape"):
+                if user is None:
+                    raise QccError(f"{where}: rank unknown; give it with --input-shape {vi.name}=D0,D1,...")
+                bound.append((vi.name, _Dyn(dtype, tuple(user))))
+                continue
+            dims = list(tt.shape.dim)
+            if user is not None:
+                if len(user) != len(dims):
+                    raise QccError(
+                        f"--input-shape {vi.name}: model input has rank {len(dims)}, got {len(user)} dimensions"
+                    )
+                for i, (d, u) in enumerate(zip(dims, user)):
+                    if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != u:
+                        raise QccError(
+                            f"--input-shape {vi.name}: dimension {i} is fixed to {d.dim_value} by the model, got {u}"
+                        )
+                shape = tuple(user)
+            else:
+                shape_l = []
+                for i, d in enumerate(dims):
+                    if d.HasField("dim_value") and d.dim_value > 0:
+                        shape_l.append(int(d.dim_value))
+                    elif i == 0:
+                        # the batch dimension: qcc compiles for one sample at a time
+                        shape_l.append(1)
+                    else:
+                        sym = d.dim_param or "?"
+                        raise QccError(
+                            f"{where}: dimension {i} ('{sym}') is dynamic; bind it with "
+                            f"--input-shape {vi.name}=D0,D1,..."
+                        )
+                shape = tuple(shape_l)
+            bound.append((vi.name, _Dyn(dtype, shape)))
+        return bound
+
+    # ------------------------------------------------------------ order
+    def _topological(self, graph: onnx.GraphProto) -> list[onnx.NodeProto]:
+        nodes = list(graph.node)
+        produced_by: dict[str, int] = {}
+        for i, n in enumerate(nodes):
+            for o in n.output:
+                if not o:
+                    continue
+                if o in produced_by or o in self.env:
+                    raise QccError(f"node '{n.name}' ({n.op_type}): tensor '{o}' is produced twice")
+                produced_by[o] = i
+        in_order = True
+        g = nx.DiGraph()
+        g.add_nodes_from(range(len(nodes)))
+        for i, n in enumerate(nodes):
+            for x in n.input:
+                if not x:
+                    continue
+                if x in produced_by:
+                    j = produced_by[x]
+                    g.add_edge(j, i)
+                    if j >= i:
+                        in_order = False
+                elif x not in self.env:
+                    raise QccError(
+                        f"node '{n.name}' ({n.op_type}): input '{x}' is produced by no node, "
+                        "initializer or graph input"
+                    )
+        for o in graph.output:
+            if o.name not in produced_by and o.name not in self.env:
+                raise QccError(f"graph output '{o.name}' is produced by nothing")
+        if in_order:
+            return nodes
+        try:
+            return [nodes[i] for i in nx.lexicographical_topological_sort(g)]
+        except nx.NetworkXUnfeasible:
+            cycle = nx.find_cycle(g)
+            names = " -> ".join(f"'{nodes[a].name or nodes[a].op_type}'" for a, _ in cycle)
+            raise QccError(f"the graph has a cycle: {names}") from None
+
+    # ------------------------------------------------------------ IR values
+    def _value(self, name: str) -> SSAValue:
+        if name in self.values:
+            return self.values[name]
+        v = self.env[name]
+        assert isinstance(v, np.ndarray)
+        op = donnx.OPS["Constant"](
+            operands=[[]],
+            result_types=[[donnx.tensor_type(v.dtype, v.shape)]],
+            attributes={"value": donnx.DenseAttr(v)},
+        )
+        self.block.add_op(op)
+        _name_hint(op.results[0], name)
+        self.values[name] = op.results[0]
+        return op.results[0]
+
+    def _none(self) -> SSAValue:
+        if self.novalue is None:
+            op = donnx.NoValueOp()
+            self.block.add_op(op)
+            self.novalue = op.output
+        return self.novalue
+
+    # ------------------------------------------------------------ nodes
+    def _infer(self, node: onnx.NodeProto, where: str, attrs: dict[str, Any]) -> list[_Dyn]:
+        try:
+            schema = onnx.defs.get_schema(node.op_type, self.opset, "")
+        except Exception:
+            raise QccError(f"{where}: op {node.op_type} does not exist in opset {self.opset}") from None
+        types: dict[str, onnx.TypeProto] = {}
+        data: dict[str, onnx.TensorProto] = {}
+        for x in node.input:
+            if not x:
+                continue
+            v = self.env[x]
+            if isinstance(v, np.ndarray):
+                types[x] = onnx.helper.make_tensor_type_proto(
+                    onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape
+                )
+                if v.size <= 4096:
+                    data[x] = numpy_helper.from_array(v, x)
+            else:
+                types[x] = onnx.helper.make_tensor_type_proto(
+                    onnx.helper.np_dtype_to_tensor_dtype(v.dtype), v.shape
+                )
+        try:
+            out = onnx.shape_inference.infer_node_outputs(
+                schema, node, types, data, opset_imports=list(self.model.opset_import)
+            )
+        except Exception as e:
+            raise QccError(f"{where}: {_first_line(e)}") from None
+        result: list[_Dyn] = []
+        for o in node.output:
+            if not o:
+                result.append(_Dyn(np.dtype(np.float32), ()))
+                continue
+            tp = out.get(o)
+            if tp is None or not tp.tensor_type.HasField("shape") or any(
+                not d.HasField("dim_value") for d in tp.tensor_type.shape.dim
+            ):
+                return self._infer_by_running(node, where, attrs)
+            tt = tp.tensor_type
+            result.append(_Dyn(_np_dtype_of(tt.elem_type, where), tuple(d.dim_value for d in tt.shape.dim)))
+        return result
+
+    def _infer_by_running(self, node: onnx.NodeProto, where: str, attrs: dict[str, Any]) -> list[_Dyn]:
+        """Shapes ONNX inference leaves open: run the kernel on zeros of the input types."""
+        ins = []
+        for x in node.input:
+            v = self.env.get(x) if x else None
+            ins.append(np.zeros(v.shape, v.dtype) if isinstance(v, _Dyn) else v)
+        outs = self._run_kernel(node, where, ins, attrs)
+        return [_Dyn(o.dtype, tuple(o.shape)) for o in outs]
+
+    def _run_kernel(self, node, where, ins, attrs) -> list[np.ndarray]:
+        kernel = KERNELS.get(node.op_type)
+        if kernel is None:
+            raise QccError(f"{where}: op {node.op_type} has no reference implementation")
+        try:
+            with np.errstate(all="ignore"):
+                outs = kernel(ins, attrs, self.opset)
+        except QccError:
+            raise
+        except NotImplementedError as e:
+            raise QccError(f"{where}: {e}") from None
+        except Exception as e:
+            raise QccError(f"{where}: cannot evaluate ({type(e).__name__}: {_first_line(e)})") from None
+        return [np.asarray(o) for o in outs]
+
+    def _node(self, node: onnx.NodeProto) -> None:
+        label = f" '{node.name}'" if node.name else ""
+        where = f"node{label} ({node.op_type}, opset {self.opset})"
+        if node.domain not in ("", "ai.onnx"):
+            raise QccError(f"{where}: ops of domain '{node.domain}' are not supported")
+        if node.op_type not in donnx.OPS:
+            raise QccError(f"{where}: unsupported op {node.op_type}")
+        attrs: dict[str, Any] = {}
+        xattrs: dict[str, Any] = {}
+        for a in node.attribute:
+            if a.ref_attr_name:
+                raise QccError(f"{where}: attribute '{a.name}' refers to a function attribute")
+            v = _attr_value(a, where)
+            attrs[a.name] = v
+            xattrs[a.name] = _xdsl_attr(a, v)
+        ins = [self.env[x] if x else None for x in node.input]
+
+        if node.op_type == "Identity" or (node.op_type == "Dropout" and not _training(attrs, ins)):
+            self.env[node.output[0]] = ins[0]
+            if node.input[0] in self.values:
+                self.values[node.output[0]] = self.values[node.input[0]]
+            for extra in node.output[1:]:
+                if extra:  # Dropout's mask: all ones at inference
+                    self.env[extra] = np.ones(ins[0].shape, np.bool_)
+            return
+
+        const = all(v is None or isinstance(v, np.ndarray) for v in ins)
+        if node.op_type in ("Shape", "Size") and ins and isinstance(ins[0], _Dyn):
+            arr = np.zeros(ins[0].shape, np.uint8)  # only the shape matters
+            outs = self._run_kernel(node, where, [arr], attrs)
+            self.env[node.output[0]] = outs[0]
+            return
+        if const and node.op_type not in _NO_FOLD:
+            outs = self._run_kernel(node, where, list(ins), attrs)
+            in_size = sum(v.size for v in ins if v is not None)
+            big = node.op_type in _EXPANDING and any(
+                o.size > max(_EXPANDING_LIMIT, 4 * in_size) for o in outs
+            )
+            if not big:
+                if len(outs) < sum(1 for o in node.output if o):
+                    raise QccError(f"{where}: produced {len(outs)} outputs, the node names {len(node.output)}")
+                for name, o in zip(node.output, outs):
+                    if name:
+                        donnx.element_type(o.dtype)
+                        self.env[name] = o
+                return
+
+        types = self._infer(node, where, attrs)
+        operands = [self._value(x) if x else self._none() for x in node.input]
+        # trailing omitted inputs are dropped, as ONNX allows
+        while operands and node.input[len(operands) - 1] == "":
+            operands.pop()
+        xattrs[donnx.QCC_NAME] = StringAttr(node.name)
+        n_out = len(node.output)
+        try:
+            result_types = [donnx.tensor_type(t.dtype, t.shape) for t in types[:n_out]]
+        except ValueError as e:
+            raise QccError(f"{where}: {e}") from None
+        op = donnx.OPS[node.op_type](
+            operands=[operands], result_types=[result_types], attributes=xattrs
+        )
+        self.block.add_op(op)
+        for name, r, t in zip(node.output, op.results, types):
+            if name:
+                _name_hint(r, name)
+                self.env[name] = t
+                self.values[name] = r
+
+    # ------------------------------------------------------------ driver
+    def run(self) -> ModuleOp:
+        model = self.model
+        if model.functions:
+            try:
+                model = onnx.inliner.inline_local_functions(model)
+            except Exception as e:
+                raise QccError(f"cannot inline model-local functions ({_first_line(e)})") from None
+        graph = model.graph
+        for t in graph.initializer:
+            self.env[t.name] = _to_array(t, f"initializer '{t.name}'")
+        for st in graph.sparse_initializer:
+            try:
+                self.env[st.values.name] = _sparse_to_dense(st)
+            except Exception as e:
+                raise QccError(f"sparse initializer '{st.values.name}': {e}") from None
+        inputs = self._bind_inputs(graph)
+        args = []
+        for name, dyn in inputs:
+            self.env[name] = dyn
+        order = self._topological(graph)
+        arg_types = [donnx.tensor_type(d.dtype, d.shape) for _, d in inputs]
+        self.block = Block(arg_types=arg_types)
+        for (name, _), arg in zip(inputs, self.block.args):
+            _name_hint(arg, name)
+            self.values[name] = arg
+            args.append(arg)
+        for node in order:
+            self._node(node)
+        outs = []
+        out_attrs = []
+        for o in graph.output:
+            if o.name in self.values and not isinstance(self.env.get(o.name), np.ndarray):
+                outs.append(self.values[o.name])
+            else:
+                outs.append(self._value(o.name))
+            out_attrs.append(DictionaryAttr({donnx.QCC_NAME: StringAttr(o.name)}))
+        self.block.add_op(func.ReturnOp(*outs))
+        fn = func.FuncOp(
+            "main",
+            (arg_types, [v.type for v in outs]),
+            Region(self.block),
+            arg_attrs=ArrayAttr(
+                [DictionaryAttr({donnx.QCC_NAME: StringAttr(n)}) for n, _ in inputs]
+            ),
+            res_attrs=ArrayAttr(out_attrs),
+        )
+        module = ModuleOp([fn])
+        module.attributes["onnx.opset"] = IntegerAttr(self.opset, i64)
+        if model.producer_name:
+            module.attributes["qcc.producer"] = StringAttr(
+                f"{model.producer_name} {model.producer_version}".strip()
+            )
+        try:
+            module.verify()
+        except Exception as e:
+            raise QccError(f"imported IR does not verify: {_first_line(e)}") from None
+        return module
+
+
+def _sparse_to_dense(st: onnx.SparseTensorProto) -> np.ndarray:
+    vals = numpy_helper.to_array(st.values)
+    idx = numpy_helper.to_array(st.indices)
+    shape = tuple(st.dims)
+    dense = np.zeros(int(np.prod(shape)), vals.dtype)
+    if idx.ndim == 2:
+        idx = np.ravel_multi_index(idx.T, shape)
+    dense[idx] = vals
+    return dense.reshape(shape)
+
+
+def _training(attrs: dict[str, Any], ins: list) -> bool:
+    if attrs.get("is_test", 1) == 0 and "is_test" in attrs:
+        return True
+    if len(ins) >= 3 and isinstance(ins[2], np.ndarray):
+        return bool(ins[2])
+    return len(ins) >= 3 and ins[2] is not None
+
+
+def _first_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0] if s else type(e).__name__
+
+
+_HINT_OK = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
+
+
+def _name_hint(v: SSAValue, name: str) -> None:
+    """Readable SSA names from ONNX tensor names, restricted to [A-Za-z0-9_]."""
+    s = "".join(c if c in _HINT_OK else "_" for c in name)[:48].strip("_")
+    if s and not s[0].isdigit():
+        v.name_hint = s
+
+
+def import_model(
+    model: onnx.ModelProto | str | os.PathLike[str],
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> ModuleOp:
+    """Imports an ONNX model (a path or a ModelProto) into the `onnx` dialect."""
+    if not isinstance(model, onnx.ModelProto):
+        model = load_model(model)
+    try:
+        return _Importer(model, input_shapes or {}).run()
+    except QccError:
+        raise
+    except RecursionError:
+        raise QccError("the model is too deeply nested to import") from None

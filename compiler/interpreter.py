@@ -1,0 +1,359 @@
+"""The float reference interpreter for `onnx`-dialect IR.
+
+Owns running `func.func @main` of an imported module with numpy: xDSL
+`InterpreterFunctions` whose implementations call the kernels in
+`qcc.float_kernels` (ONNX semantics, defined once there), and the sample-axis
+driver used by the CLI and calibration.
+
+Sample axis: callers hand in arrays whose first axis is a set of independent
+samples, each of the model's declared per-sample shape (batch 1). When every op
+of the graph provably treats the leading dimension as a batch (`batchable`),
+all samples of a chunk run in one pass; otherwise samples run one at a time.
+Either way the results are identical to running each sample on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from xdsl.dialects import func
+from xdsl.dialects.builtin import IntegerAttr, ModuleOp, StringAttr, TensorType
+from xdsl.interpreter import (
+    Interpreter,
+    InterpreterFunctions,
+    PythonValues,
+    impl,
+    register_impls,
+)
+from xdsl.interpreters.func import FuncFunctions
+from xdsl.ir import Operation
+
+from qcc.dialects import onnx as donnx
+from qcc.errors import QccError
+from qcc.float_kernels import KERNELS
+
+
+def module_opset(module: ModuleOp) -> int:
+    a = module.attributes.get("onnx.opset")
+    return int(a.value.data) if isinstance(a, IntegerAttr) else donnx_max_opset()
+
+
+def donnx_max_opset() -> int:
+    import onnx.defs
+
+    return onnx.defs.onnx_opset_version()
+
+
+def main_func(module: ModuleOp) -> func.FuncOp:
+    for op in module.ops:
+        if isinstance(op, func.FuncOp) and op.sym_name.data == "main":
+            return op
+    raise QccError("the module has no func.func @main")
+
+
+def io_names(fn: func.FuncOp) -> tuple[list[str], list[str]]:
+    """ONNX names of the graph inputs and outputs (`qcc.name` arg/result attrs)."""
+
+    def names(attrs, n: int, prefix: str) -> list[str]:
+        out = []
+        for i in range(n):
+            name = None
+            if attrs is not None and i < len(attrs.data):
+                a = attrs.data[i].data.get(donnx.QCC_NAME)
+                if isinstance(a, StringAttr):
+                    name = a.data
+            out.append(name or f"{prefix}{i}")
+        return out
+
+    ft = fn.function_type
+    return (
+        names(fn.arg_attrs, len(ft.inputs.data), "input"),
+        names(fn.res_attrs, len(ft.outputs.data), "output"),
+    )
+
+
+def _run_onnx(self: "OnnxFloatFunctions", interpreter: Interpreter, op: donnx.OnnxOp, args: PythonValues):
+    attrs = self._attrs.get(op)
+    if attrs is None:
+        attrs = self._attrs[op] = op.onnx_attrs()
+    ins = list(args)
+    if self.batch is not None and op.onnx_type in _BATCH_SHAPE_INPUT:
+        ins = _patch_batch(op.onnx_type, ins, self.batch)
+    kernel = KERNELS.get(op.onnx_type)
+    if kernel is None:
+        raise QccError(f"{op.onnx_type} has no float reference implementation")
+    try:
+        with np.errstate(all="ignore"):
+            outs = kernel(ins, attrs, self.opset)
+    except NotImplementedError as e:
+        raise QccError(f"{op.onnx_type} '{op.node_name}': {e}") from None
+    return tuple(np.asarray(o) for o in outs[: len(op.outputs)])
+
+
+def _make_functions() -> type[InterpreterFunctions]:
+    ns: dict[str, Any] = {
+        "__doc__": "Float semantics of the onnx dialect: one generic impl per op class.",
+    }
+    for t, cls in donnx.OPS.items():
+        ns[f"run_{t}"] = impl(cls)(_run_onnx)
+
+    def run_novalue(self, interpreter, op, args):
+        return (None,)
+
+    ns["run_NoValue"] = impl(donnx.NoValueOp)(run_novalue)
+
+    def __init__(self, opset: int, batch: int | None = None):
+        self.opset = opset
+        self.batch = batch
+        self._attrs: dict[Operation, dict[str, Any]] = {}
+
+    ns["__init__"] = __init__
+    return register_impls(type("OnnxFloatFunctions", (InterpreterFunctions,), ns))
+
+
+OnnxFloatFunctions = _make_functions()
+
+
+# ----------------------------------------------------------------- batching
+
+# Ops whose semantics never mix the leading dimension with others.
+_BATCH_SAFE = set(
+    """
+    Abs Acos Acosh Add And Asin Asinh Atan Atanh AveragePool BatchNormalization
+    BitShift Cast CastLike Ceil Celu Clip Constant Conv ConvTranspose Cos Cosh
+    DepthToSpace DequantizeLinear Div Elu Equal Erf Exp Expand Floor Gelu
+    GlobalAveragePool GlobalMaxPool Greater GreaterOrEqual GroupNormalization
+    HardSigmoid HardSwish InstanceNormalization IsInf IsNaN LRN LeakyRelu Less
+    LessOrEqual Log Max MaxPool Mean Min Mish Mod Mul Neg Not Or PRelu Pow
+    QuantizeLinear Reciprocal Relu Round Selu Shrink Sigmoid Sign Sin Sinh
+    Softplus Softsign SpaceToDepth Sqrt Sub Sum Tan Tanh ThresholdedRelu Where
+    Xor Reshape Resize Upsample
+    """.split()
+)
+# Ops that are batch-safe when their axis/axes avoid dimension 0.
+_AXIS_DEFAULTS: dict[str, Any] = {
+    "Concat": None, "Softmax": "softmax", "LogSoftmax": "softmax", "Hardmax": "softmax",
+    "Flatten": 1, "Gather": 0, "GatherElements": 0, "Split": 0, "ArgMax": 0, "ArgMin": 0,
+    "TopK": -1, "LayerNormalization": -1, "CumSum": "input1",
+    "Squeeze": "axes", "Unsqueeze": "axes", "ReduceMean": "axes", "ReduceSum": "axes",
+    "ReduceMax": "axes", "ReduceMin": "axes", "ReduceProd": "axes", "ReduceL1": "axes",
+    "ReduceL2": "axes", "ReduceSumSquare": "axes", "ReduceLogSum": "axes",
+    "ReduceLogSumExp": "axes", "Transpose": "perm", "Slice": "slice", "Pad": "pad",
+    "MatMul": "matmul", "Gemm": "gemm", "Tile": "tile",
+}
+# Ops with a constant shape-like input that names the batch extent.
+_BATCH_SHAPE_INPUT = {"Reshape", "Resize", "Expand"}
+
+
+def _const(v) -> np.ndarray | None:
+    owner = getattr(v, "owner", None)
+    if isinstance(owner, donnx.OnnxOp) and owner.onnx_type == "Constant":
+        a = owner.attributes.get("value")
+        if isinstance(a, donnx.DenseAttr):
+            return a.array
+    return None
+
+
+def _rank(v) -> int:
+    return len(v.type.get_shape()) if isinstance(v.type, TensorType) else 0
+
+
+def _axis_ok(op: donnx.OnnxOp, opset: int) -> bool:
+    t = op.onnx_type
+    rule = _AXIS_DEFAULTS[t]
+    attrs = op.onnx_attrs()
+    rank = _rank(op.inputs[0]) if op.inputs else 0
+    if t == "Squeeze" or t == "Unsqueeze":
+        rank = _rank(op.outputs[0]) if t == "Unsqueeze" else rank
+    def norm(a: int) -> int:
+        return a + rank if a < 0 else a
+    if isinstance(rule, int) or rule is None:
+        axis = attrs.get("axis", rule)
+        return axis is not None and norm(axis) != 0
+    if rule == "softmax":
+        axis = attrs.get("axis", -1 if opset >= 13 else 1)
+        return norm(axis) != 0
+    if rule == "input1":
+        c = _const(op.inputs[1]) if len(op.inputs) > 1 else None
+        return c is not None and norm(int(c.reshape(-1)[0])) != 0
+    if rule == "axes":
+        axes = attrs.get("axes")
+        if axes is None and len(op.inputs) > 1:
+            c = _const(op.inputs[1])
+            if c is None:
+                return False
+            axes = [int(a) for a in c.reshape(-1)]
+        if axes is None:
+            return False  # all axes
+        return all(norm(a) != 0 for a in axes)
+    if rule == "perm":
+        perm = attrs.get("perm")
+        return perm is not None and perm[0] == 0
+    if rule == "slice":
+        axes = attrs.get("axes")
+        if opset >= 10:
+            if len(op.inputs) <= 3:
+                return False
+            c = _const(op.inputs[3])
+            if c is None:
+                return False
+            axes = [int(a) for a in c.reshape(-1)]
+        return axes is not None and all(norm(a) != 0 for a in axes)
+    if rule == "pad":
+        pads = attrs.get("pads")
+        if pads is None and len(op.inputs) > 1:
+            c = _const(op.inputs[1])
+            pads = None if c is None else [int(p) for p in c.reshape(-1)]
+        has_axes = len(op.inputs) > 3 and not isinstance(op.inputs[3].owner, donnx.NoValueOp)
+        if pads is None or has_axes:
+            return False
+        return len(pads) == 2 * rank and pads[0] == 0 and pads[rank] == 0
+    if rule == "matmul":
+        # the right operand must be a constant (weights) or itself batched at rank >= 3
+        return _const(op.inputs[1]) is not None or (_rank(op.inputs[0]) >= 3 and _rank(op.inputs[1]) >= 3)
+    if rule == "gemm":
+        return attrs.get("transA", 0) == 0 and _const(op.inputs[1]) is not None
+    if rule == "tile":
+        c = _const(op.inputs[1])
+        return c is not None and int(c.reshape(-1)[0]) == 1
+    return False
+
+
+def batchable(module: ModuleOp) -> bool:
+    """True when running samples stacked along dimension 0 equals running each alone."""
+    fn = main_func(module)
+    opset = module_opset(module)
+    for a in fn.args:
+        if _rank(a) == 0 or a.type.get_shape()[0] != 1:
+            return False
+    for op in fn.body.walk():
+        if isinstance(op, donnx.NoValueOp) or isinstance(op, func.ReturnOp):
+            continue
+        if not isinstance(op, donnx.OnnxOp):
+            return False
+        if op.onnx_type == "Constant":
+            continue
+        for r in op.outputs:
+            if _rank(r) == 0 or r.type.get_shape()[0] != 1:
+                return False
+        t = op.onnx_type
+        if t in _BATCH_SAFE:
+            if t == "Reshape" and _const(op.inputs[1]) is None:
+                return False
+            continue
+        if t in _AXIS_DEFAULTS and _axis_ok(op, opset):
+            continue
+        return False
+    return True
+
+
+def _patch_batch(op_type: str, ins: list, batch: int) -> list:
+    """Shape-like constant inputs spell batch 1; make them spell the chunk size."""
+    if op_type == "Reshape" and ins[1] is not None:
+        s = np.array(ins[1], copy=True)
+        if s.size and s[0] == 1:
+            s[0] = batch
+        ins = [ins[0], s, *ins[2:]]
+    elif op_type == "Resize" and len(ins) > 3 and ins[3] is not None and np.size(ins[3]):
+        s = np.array(ins[3], copy=True)
+        if s[0] == 1:
+            s[0] = batch
+        ins = [*ins[:3], s, *ins[4:]]
+    return ins
+
+
+# ------------------------------------------------------------------- drivers
+
+Observer = Callable[[Operation, PythonValues], None]
+
+
+class _Listener(Interpreter.Listener):
+    def __init__(self, observer: Observer):
+        self.observer = observer
+
+    def did_interpret_op(self, op: Operation, results: PythonValues) -> None:
+        self.observer(op, results)
+
+
+def run_main(module: ModuleOp, args: Iterable[Any], *, batch: int | None = None,
+             observer: Observer | None = None) -> tuple[Any, ...]:
+    """Runs @main once on exactly the given arguments (ONNX semantics, no sample axis)."""
+    fn = main_func(module)
+    listeners = (_Listener(observer),) if observer else ()
+    interp = Interpreter(module, listeners=listeners)
+    interp.register_implementations(FuncFunctions())
+    interp.register_implementations(OnnxFloatFunctions(module_opset(module), batch))
+    return interp.call_op(fn, tuple(args))
+
+
+def _per_sample_shape(declared: tuple[int, ...]) -> tuple[int, ...]:
+    return declared[1:] if declared and declared[0] == 1 else declared
+
+
+def run_samples(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
+                progress: Callable[[int, int], None] | None = None,
+                observer: Observer | None = None) -> dict[str, np.ndarray]:
+    """Runs every sample (first axis of each input) and stacks the outputs.
+
+    `inputs` maps graph input names to arrays of shape (samples, *per-sample
+    shape); the per-sample shape is the declared input shape without its
+    leading batch 1. Outputs come back the same way, in their own dtype.
+    """
+    fn = main_func(module)
+    in_names, out_names = io_names(fn)
+    declared = [tuple(a.type.get_shape()) for a in fn.args]
+    out_declared = [tuple(t.get_shape()) for t in fn.function_type.outputs.data]
+    missing = [n for n in in_names if n not in inputs]
+    if missing:
+        raise QccError(f"inputs: missing array for graph input(s) {', '.join(missing)}")
+    arrays = []
+    n_samples = None
+    for name, shape, a in zip(in_names, declared, fn.args):
+        arr = np.asarray(inputs[name])
+        want = _per_sample_shape(shape)
+        if arr.ndim != len(want) + 1 or tuple(arr.shape[1:]) != want:
+            raise QccError(
+                f"input '{name}': expected an array of shape (samples, {', '.join(map(str, want))}), "
+                f"got {arr.shape}"
+            )
+        dtype = donnx.numpy_dtype(a.type.element_type)
+        if arr.dtype != dtype:
+            if arr.dtype.kind != dtype.kind and not (arr.dtype.kind in "iu" and dtype.kind in "iu"):
+                if not (arr.dtype.kind in "iuf" and dtype.kind == "f"):
+                    raise QccError(f"input '{name}': expected {dtype} data, got {arr.dtype}")
+            arr = arr.astype(dtype)
+        if n_samples is None:
+            n_samples = arr.shape[0]
+        elif arr.shape[0] != n_samples:
+            raise QccError(f"input '{name}': {arr.shape[0]} samples, other inputs have {n_samples}")
+        arrays.append(arr)
+    n_samples = n_samples or 0
+    use_batch = batchable(module)
+    step = chunk if use_batch else 1
+    outs: list[list[np.ndarray]] = [[] for _ in out_names]
+    done = 0
+    while done < n_samples:
+        k = min(step, n_samples - done)
+        args = []
+        for arr, shape in zip(arrays, declared):
+            part = arr[done : done + k]
+            if shape and shape[0] == 1:
+                args.append(part if use_batch else part.reshape(shape))
+            else:
+                args.append(part[0])
+        results = run_main(module, args, batch=k if use_batch else None, observer=observer)
+        for i, (r, shape) in enumerate(zip(results, out_declared)):
+            r = np.asarray(r)
+            if use_batch:
+                outs[i].append(r)
+            else:
+                outs[i].append(r.reshape(1, *_per_sample_shape(shape)) if shape and shape[0] == 1 else r[None])
+        done += k
+        if progress:
+            progress(done, n_samples)
+    return {
+        name: (np.concatenate(parts) if parts else np.zeros((0, *_per_sample_shape(s))))
+        for name, parts, s in zip(out_names, outs, out_declared)
+    }

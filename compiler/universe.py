@@ -1,0 +1,23 @@
+"""Registers qcc's dialects and passes with xDSL's tooling (`xdsl-opt`, `qcc-opt`).
+
+Found through the `xdsl.universe` entry point declared in pyproject.toml.
+"""
+
+from xdsl.universe import Universe
+
+
+def _onnx_dialect():
+    from qcc.dialects.onnx import ONNX
+
+    return ONNX
+
+
+def all_passes() -> dict:
+    """Pass name -> factory of the pass class; every qcc pass is listed here."""
+    return {}
+
+
+QCC_UNIVERSE = Universe(
+    all_dialects={"onnx": _onnx_dialect},
+    all_passes=all_passes(),
+)
