@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from qcc.errors import QccError
+from qcc.errors import QccError, internal_error
 
 
 class _Parser(argparse.ArgumentParser):
@@ -141,6 +141,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("qcc: interrupted", file=sys.stderr)
         return 130
+    except Exception as e:  # a bug in qcc, not in the input
+        return internal_error("qcc", e)
 
 
 if __name__ == "__main__":

@@ -171,8 +171,24 @@ class _Importer:
             if imp.domain in ("", "ai.onnx"):
                 opset = int(imp.version)
         if opset is None:
-            if m.ir_version >= 3 or not m.opset_import:
-                raise QccError("model imports no version of the default ONNX opset")
+            others = ", ".join(sorted(f"{i.domain} {i.version}" for i in m.opset_import))
+            raise QccError(
+                "model imports no version of the default ONNX opset"
+                + (f" (only {others})" if others else "")
+            )
+        if 1 <= opset < MIN_OPSET:
+            # older opsets: let ONNX's version converter rewrite the legacy forms
+            # (broadcast attributes, consumed_inputs, ...) into opset MIN_OPSET ones
+            try:
+                import onnx.version_converter
+
+                self.model = onnx.version_converter.convert_version(m, MIN_OPSET)
+            except Exception as e:
+                raise QccError(
+                    f"model uses ONNX opset {opset}, which qcc cannot convert to opset "
+                    f"{MIN_OPSET} ({_first_line(e)})"
+                ) from None
+            return MIN_OPSET
         if not MIN_OPSET <= opset <= MAX_OPSET:
             raise QccError(
                 f"model uses ONNX opset {opset}; qcc supports opsets {MIN_OPSET} to {MAX_OPSET}"

@@ -10,6 +10,7 @@ unless `--print-large-constants` is given (elided IR does not parse back).
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -18,13 +19,18 @@ from typing import IO
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass, PassPipeline
 from xdsl.printer import Printer
-from xdsl.utils.exceptions import DiagnosticException, ParseError
+from xdsl.utils.exceptions import DiagnosticException, ParseError, VerifyException
 from xdsl.xdsl_opt_main import xDSLOptMain
 
 from qcc.dialects.onnx import elide_constants
-from qcc.errors import QccError
+from qcc.errors import QccError, internal_error
 
 ELIDE_DEFAULT = 32
+_EXPECTED_ERROR = re.compile(r"expected-error(?:\s*@[+-]?\d+)?\s*\{\{(.*?)\}\}")
+
+
+class _DiagnosticsMismatch(Exception):
+    """--verify-diagnostics found errors other than the expected ones (exit 1)."""
 
 
 class QccOptMain(xDSLOptMain):
@@ -89,6 +95,54 @@ class QccOptMain(xDSLOptMain):
 
         self.pipeline = PassPipeline.parse_spec(self.available_passes, self.args.passes, callback)
 
+    def apply_passes(self, prog: ModuleOp):
+        # The input is verified too, not only what passes produce.
+        if not self.args.disable_verify:
+            try:
+                prog.verify()
+            except DiagnosticException as e:
+                raise type(e)(f"input IR does not verify: {e}") from None
+        super().apply_passes(prog)
+
+    def run(self):
+        if not self.args.verify_diagnostics:
+            return super().run()
+        self._run_verify_diagnostics()
+
+    def _run_verify_diagnostics(self):
+        """MLIR-style negative tests: each `// -----` chunk states the error it must
+        raise with `// expected-error {{substring}}`; a chunk without one must pass.
+        Matching is by message (xDSL ops keep no source location to match lines)."""
+        chunks, ext = self.prepare_input()
+        out = self.prepare_output()
+        failures: list[str] = []
+        for i, (chunk, offset) in enumerate(chunks):
+            text = chunk.read().decode()
+            chunk.close()
+            expected = _EXPECTED_ERROR.findall(text)
+            from io import BytesIO
+
+            try:
+                module = self.parse_chunk(BytesIO(text.encode()), ext, offset)
+                if module is not None:
+                    self.apply_passes(module)
+                    if i > 0:
+                        out.write("// -----\n")
+                    out.write(self.output_resulting_program(module))
+                got = None
+            except (ParseError, DiagnosticException, QccError) as e:
+                got = str(e)
+            where = f"chunk {i + 1} (line {offset + 1})"
+            if got is None and expected:
+                failures.append(f"{where}: expected error '{expected[0]}' was not produced")
+            elif got is not None and not expected:
+                failures.append(f"{where}: unexpected error: {got.strip().splitlines()[-1]}")
+            elif got is not None and not any(x in got for x in expected):
+                failures.append(f"{where}: error '{got.strip().splitlines()[-1]}' does not contain '{expected[0]}'")
+        out.flush()
+        if failures:
+            raise _DiagnosticsMismatch("; ".join(failures))
+
     def _elide(self) -> int | None:
         return None if self.args.print_large_constants else ELIDE_DEFAULT
 
@@ -104,6 +158,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         tool = QccOptMain(description="qcc modular optimizer driver", args=argv)
         tool.run()
+    except _DiagnosticsMismatch as e:
+        print(f"qcc-opt: diagnostics mismatch: {e}", file=sys.stderr)
+        return 1
     except QccError as e:
         print(f"qcc-opt: error: {e}", file=sys.stderr)
         return 2
@@ -116,6 +173,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as e:
         print(f"qcc-opt: error: {e.filename}: no such file", file=sys.stderr)
         return 2
+    except Exception as e:  # a bug in qcc, not in the input: still one line
+        return internal_error("qcc-opt", e)
     return 0
 
 

@@ -168,7 +168,7 @@ class DenseAttr(Data[Blob]):
         if not isinstance(array, Blob):
             arr = np.asarray(array)
             element_type(arr.dtype)  # reject unsupported dtypes early
-            arr = np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
+            arr = np.asarray(arr, dtype=arr.dtype.newbyteorder("<"), order="C")  # keeps 0-d shape
             array = Blob(arr)
         super().__init__(array)
 
@@ -237,7 +237,7 @@ def py_attr(value: Any) -> Attribute:
     if isinstance(value, float | np.floating):
         # float32 attributes go through their shortest repr so they print short
         # and convert back to the identical float32
-        return FloatAttr(float(repr(np.float32(value))), Float64Type())
+        return FloatAttr(float(str(np.float32(value))), Float64Type())
     if isinstance(value, str):
         return StringAttr(value)
     if isinstance(value, list | tuple):
@@ -378,6 +378,104 @@ class OnnxOp(IRDLOperation):
                 raise VerifyException(
                     f"{where}: attribute '{k}' must be {kind.lower()}, got {v}"
                 )
+        check = _STRUCTURE_CHECKS.get(self.onnx_type)
+        if check is not None:
+            problem = check(self)
+            if problem:
+                raise VerifyException(f"{where}: {problem}")
+
+
+# ------------------------------------------------------- structural checks
+# Type/shape rules the schemas cannot express as attribute kinds. A check sees
+# only what the IR states: any dynamic dimension skips the shape comparison.
+
+
+def _known(t: Attribute) -> tuple[int, ...] | None:
+    if not isinstance(t, TensorType):
+        return None
+    shape = tuple(t.get_shape())
+    return None if any(d < 0 for d in shape) else shape
+
+
+def _same_as_input(op: OnnxOp) -> str | None:
+    x, y = op.inputs[0].type, op.outputs[0].type
+    if isinstance(x, TensorType) and isinstance(y, TensorType):
+        if x.element_type != y.element_type:
+            return f"result element type {y.element_type} differs from input {x.element_type}"
+        if _known(x) is not None and _known(y) is not None and _known(x) != _known(y):
+            return f"result shape {list(_known(y))} differs from input {list(_known(x))}"
+    return None
+
+
+def _broadcast(op: OnnxOp, *, same_elem: bool = True, result_elem: Attribute | None = None) -> str | None:
+    types = [v.type for v in op.inputs if isinstance(v.type, TensorType)]
+    y = op.outputs[0].type
+    if same_elem and len({t.element_type for t in types}) > 1:
+        return "operands must share one element type, got " + ", ".join(str(t.element_type) for t in types)
+    want = result_elem or (types[0].element_type if same_elem and types else None)
+    if want is not None and isinstance(y, TensorType) and y.element_type != want:
+        return f"result element type must be {want}, got {y.element_type}"
+    shapes = [_known(t) for t in types]
+    if all(s is not None for s in shapes) and _known(y) is not None:
+        try:
+            b = np.broadcast_shapes(*shapes)
+        except ValueError:
+            return "operand shapes " + ", ".join(str(list(s)) for s in shapes) + " do not broadcast"
+        if tuple(b) != _known(y):
+            return f"result shape {list(_known(y))} is not the broadcast shape {list(b)}"
+    return None
+
+
+def _conv(op: OnnxOp) -> str | None:
+    x, w = _known(op.inputs[0].type), _known(op.inputs[1].type)
+    if x is None or w is None:
+        return None
+    group = op.attributes.get("group")
+    g = group.value.data if isinstance(group, IntegerAttr) else 1
+    if len(x) != len(w) or len(x) < 3:
+        return f"input rank {len(x)} and weight rank {len(w)} must match and be at least 3"
+    if g <= 0 or x[1] != w[1] * g or w[0] % g:
+        return f"{x[1]} input channels do not match weight {list(w)} with group {g}"
+    y = _known(op.outputs[0].type)
+    if y is not None and (y[0] != x[0] or y[1] != w[0]):
+        return f"result shape {list(y)} must be [{x[0]}, {w[0]}, ...]"
+    if len(op.inputs) > 2 and isinstance(op.inputs[2].type, TensorType):
+        b = _known(op.inputs[2].type)
+        if b is not None and b != (w[0],):
+            return f"bias shape {list(b)} must be [{w[0]}]"
+    return None
+
+
+def _matmul(op: OnnxOp) -> str | None:
+    a, b, y = (_known(v.type) for v in (op.inputs[0], op.inputs[1], op.outputs[0]))
+    if a is None or b is None or y is None:
+        return None
+    try:
+        want = np.matmul(np.empty(a, np.int8), np.empty(b, np.int8)).shape
+    except ValueError:
+        return f"operand shapes {list(a)} and {list(b)} do not multiply"
+    return None if tuple(want) == y else f"result shape {list(y)} must be {list(want)}"
+
+
+def _constant(op: OnnxOp) -> str | None:
+    v = op.attributes.get("value")
+    if isinstance(v, DenseAttr) and v.type != op.outputs[0].type:
+        return f"value of type {v.type} does not match result type {op.outputs[0].type}"
+    return None
+
+
+_STRUCTURE_CHECKS: dict[str, Any] = {
+    **{t: _same_as_input for t in (
+        "Relu LeakyRelu Elu Selu Celu Sigmoid HardSigmoid HardSwish Tanh Softmax LogSoftmax "
+        "Abs Neg Exp Log Sqrt Reciprocal Floor Ceil Erf Softplus Softsign Mish Gelu "
+        "BatchNormalization InstanceNormalization LRN").split()},
+    **{t: _broadcast for t in "Add Sub Mul Div Max Min Sum Mean".split()},
+    **{t: (lambda op: _broadcast(op, result_elem=IntegerType(1))) for t in
+       "Equal Greater GreaterOrEqual Less LessOrEqual".split()},
+    "Conv": _conv,
+    "MatMul": _matmul,
+    "Constant": _constant,
+}
 
 
 @irdl_op_definition
@@ -397,19 +495,23 @@ class NoValueOp(IRDLOperation):
 ONNX_OP_TYPES: tuple[str, ...] = tuple(
     """
     Abs Acos Acosh Add And ArgMax ArgMin Asin Asinh Atan Atanh AveragePool
-    BatchNormalization BitShift Cast CastLike Ceil Celu Clip Concat Constant
-    ConstantOfShape Conv ConvTranspose Cos Cosh CumSum DepthToSpace
-    DequantizeLinear Div Dropout Einsum Elu Equal Erf Exp Expand Flatten Floor
-    Gather GatherElements Gelu Gemm GlobalAveragePool GlobalMaxPool Greater
-    GreaterOrEqual GroupNormalization HardSigmoid HardSwish Hardmax Identity
+    BatchNormalization BitShift BitwiseAnd BitwiseNot BitwiseOr BitwiseXor
+    Cast CastLike Ceil Celu Clip Compress Concat Constant ConstantOfShape
+    Conv ConvInteger ConvTranspose Cos Cosh CumProd CumSum DepthToSpace
+    DequantizeLinear Div Dropout DynamicQuantizeLinear Einsum Elu Equal Erf
+    Exp Expand EyeLike Flatten Floor Gather GatherElements GatherND Gelu
+    Gemm GlobalAveragePool GlobalLpPool GlobalMaxPool Greater GreaterOrEqual
+    GroupNormalization HardSigmoid HardSwish Hardmax Identity
     InstanceNormalization IsInf IsNaN LRN LayerNormalization LeakyRelu Less
-    LessOrEqual Log LogSoftmax MatMul Max MaxPool Mean Min Mish Mod Mul Neg
-    NonZero Not OneHot Or PRelu Pad Pow QuantizeLinear Range Reciprocal
-    ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean
-    ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu Reshape Resize Round
+    LessOrEqual Log LogSoftmax LpNormalization LpPool MatMul MatMulInteger
+    Max MaxPool Mean MeanVarianceNormalization Min Mish Mod Mul Neg NonZero
+    Not OneHot Or PRelu Pad Pow QLinearConv QLinearMatMul QuantizeLinear
+    Range Reciprocal ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp
+    ReduceMax ReduceMean ReduceMin ReduceProd ReduceSum ReduceSumSquare Relu
+    Reshape Resize ReverseSequence Round Scatter ScatterElements ScatterND
     Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
-    Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Tan Tanh ThresholdedRelu
-    Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
+    Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Swish Tan Tanh
+    ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
     """.split()
 )
 
