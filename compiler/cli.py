@@ -101,6 +101,10 @@ def cmd_interpret(argv: Sequence[str]) -> int:
         module = import_model(args.model, shapes)
     inputs = load_npz(args.inputs)
     in_names, _ = io_names(main_func(module))
+    missing = [n for n in in_names if n not in inputs]
+    if missing:
+        raise QccError(f"{args.inputs}: no array for graph input(s) {', '.join(missing)} "
+                       f"(the file holds: {', '.join(sorted(inputs)) or 'nothing'})")
     extra = sorted(set(inputs) - set(in_names))
     if extra and not args.quiet:
         print(f"qcc: note: ignoring arrays not named after a graph input: {', '.join(extra)}", file=sys.stderr)

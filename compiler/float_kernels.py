@@ -132,6 +132,21 @@ _LOWP: set[np.dtype] = {np.dtype(np.float16)}
 if _mld is not None:
     _TP_TO_NP[16] = np.dtype(_mld.bfloat16)
     _LOWP.add(np.dtype(_mld.bfloat16))
+    for _tp, _t in ((17, _mld.float8_e4m3fn), (18, _mld.float8_e4m3fnuz),
+                    (19, _mld.float8_e5m2), (20, _mld.float8_e5m2fnuz),
+                    (21, _mld.uint4), (22, _mld.int4), (23, _mld.float4_e2m1fn),
+                    (24, _mld.float8_e8m0fnu), (25, _mld.uint2), (26, _mld.int2)):
+        _TP_TO_NP[_tp] = np.dtype(_t)
+    #: 8-bit and 4-bit floats: computed in float32 like float16.
+    _SMALL_FLOATS = {np.dtype(_mld.float8_e4m3fn), np.dtype(_mld.float8_e4m3fnuz),
+                     np.dtype(_mld.float8_e5m2), np.dtype(_mld.float8_e5m2fnuz),
+                     np.dtype(_mld.float4_e2m1fn), np.dtype(_mld.float8_e8m0fnu)}
+    #: sub-byte integers (one per byte in numpy): range-checked like int8.
+    _SMALL_INTS = {np.dtype(_mld.int4), np.dtype(_mld.uint4),
+                   np.dtype(_mld.int2), np.dtype(_mld.uint2)}
+    _LOWP |= _SMALL_FLOATS
+else:  # pragma: no cover
+    _SMALL_FLOATS, _SMALL_INTS = set(), set()
 
 
 def onnx_dtype_to_numpy(elem_type: int) -> np.dtype:
@@ -1969,9 +1984,48 @@ def k_constant_of_shape(inputs, attrs, opset):
     return [np.full(shape, v.reshape(-1)[0], dtype=v.dtype)]
 
 
-def _cast(x: np.ndarray, dt: np.dtype) -> np.ndarray:
+def _to_e8m0(x: np.ndarray, saturate: bool, round_mode: str) -> np.ndarray:
+    """float -> float8e8m0 (a bare power-of-two exponent) with ONNX rounding."""
+    bits = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32)
+    e = ((bits >> 23) & 0xFF).astype(np.uint16)
+    special = e == 0xFF
+    if round_mode == "up":
+        up = (bits & 0x7FFFFF) != 0
+    elif round_mode == "nearest":
+        g, r, st = (bits & 0x400000) != 0, (bits & 0x200000) != 0, (bits & 0x1FFFFF) != 0
+        up = g & (r | st | (e > 0))
+    elif round_mode == "down":
+        up = np.zeros(bits.shape, np.bool_)
+    else:
+        raise NotImplementedError(f"Cast round_mode '{round_mode}'")
+    up &= ~special
+    if saturate:
+        up &= e != 0xFE
+    out = np.where(special, 0xFF, e + up).astype(np.uint8)
+    return out.view(_mld.float8_e8m0fnu)
+
+
+def _cast(x: np.ndarray, dt: np.dtype, saturate: bool = True, round_mode: str = "up") -> np.ndarray:
     if x.dtype == object or dt == object:
         raise NotImplementedError("Cast from/to STRING is not supported")
+    if dt.kind == "b":
+        return x != 0
+    if dt in _SMALL_FLOATS or x.dtype in _SMALL_FLOATS or dt in _SMALL_INTS or x.dtype in _SMALL_INTS:
+        if x.dtype == dt:
+            return x.copy()
+        if x.dtype.kind == "b":
+            x = x.astype(np.uint8)
+        if dt.kind == "b":
+            return x.astype(np.float32) != 0
+        if dt == np.dtype(_mld.float8_e8m0fnu):
+            return _to_e8m0(x, saturate, round_mode)
+        if dt in _SMALL_FLOATS and saturate and dt != np.dtype(_mld.float4_e2m1fn):
+            fi = _mld.finfo(dt)
+            f = np.clip(x.astype(np.float32), np.float32(fi.min), np.float32(fi.max))
+            return f.astype(dt)
+        if x.dtype in _SMALL_FLOATS:
+            x = x.astype(np.float32)  # exact: every small-float value is a float32
+        return x.astype(dt)
     if dt.kind == "b":
         return x != 0
     with np.errstate(all="ignore"):
@@ -1985,12 +2039,14 @@ def _cast(x: np.ndarray, dt: np.dtype) -> np.ndarray:
 @kernel("Cast")
 def k_cast(inputs, attrs, opset):
     x = inputs[0]
-    return [_cast(x, onnx_dtype_to_numpy(attrs["to"]))]
+    return [_cast(x, onnx_dtype_to_numpy(attrs["to"]), bool(attrs.get("saturate", 1)),
+                  attrs.get("round_mode", "up"))]
 
 
 @kernel("CastLike")
 def k_castlike(inputs, attrs, opset):
-    return [_cast(inputs[0], inputs[1].dtype)]
+    return [_cast(inputs[0], inputs[1].dtype, bool(attrs.get("saturate", 1)),
+                  attrs.get("round_mode", "up"))]
 
 
 # ============================================================================
@@ -2035,14 +2091,20 @@ def k_quantize_linear(inputs, attrs, opset):
         qdt = onnx_dtype_to_numpy(attrs["output_dtype"])
     else:
         qdt = np.dtype(np.uint8)
-    if qdt not in _QUANT_RANGES:
+    if qdt not in _QUANT_RANGES and qdt not in _SMALL_INTS and qdt not in _SMALL_FLOATS:
         raise NotImplementedError(f"QuantizeLinear to {qdt}")
     cdt = np.float64 if x.dtype == np.float64 else np.float32
     s = _quant_param(scale, x.shape, axis, block).astype(cdt)
-    q = np.rint(x.astype(cdt, copy=False) / s)
+    if qdt in _SMALL_FLOATS:
+        # float8: zero_point must be 0 and is ignored; float4 adds it
+        y = _up(x).astype(cdt, copy=False) / s
+        if zp is not None and qdt == np.dtype(_mld.float4_e2m1fn):
+            y = y + _quant_param(zp, x.shape, axis, block).astype(cdt)
+        return [_cast(y, qdt, bool(attrs.get("saturate", 1)))]
+    q = np.rint(_up(x).astype(cdt, copy=False) / s)
     if zp is not None:
         q += _quant_param(zp, x.shape, axis, block).astype(cdt)
-    lo, hi = _QUANT_RANGES[qdt]
+    lo, hi = _QUANT_RANGES[qdt] if qdt in _QUANT_RANGES else (_mld.iinfo(qdt).min, _mld.iinfo(qdt).max)
     return [np.clip(q, lo, hi).astype(qdt)]
 
 
@@ -2050,7 +2112,7 @@ def k_quantize_linear(inputs, attrs, opset):
 def k_dequantize_linear(inputs, attrs, opset):
     """y = (x - zero_point) * scale, in the scale's type (or output_dtype)."""
     x, scale, zp = inputs[0], inputs[1], _get(inputs, 2)
-    if x.dtype not in _QUANT_RANGES:
+    if x.dtype not in _QUANT_RANGES and x.dtype not in _SMALL_INTS and x.dtype not in _SMALL_FLOATS:
         raise NotImplementedError(f"DequantizeLinear from {x.dtype}")
     axis, block = _quant_axis(attrs, x, scale)
     odt = onnx_dtype_to_numpy(attrs["output_dtype"]) if attrs.get("output_dtype") \

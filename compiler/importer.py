@@ -37,7 +37,7 @@ from xdsl.ir import Block, Region, SSAValue
 
 from qcc.dialects import onnx as donnx
 from qcc.errors import QccError
-from qcc.float_kernels import KERNELS
+from qcc.float_kernels import KERNELS, NUM_OUTPUTS
 
 MIN_OPSET = 7
 MAX_OPSET = onnx.defs.onnx_opset_version()
@@ -48,6 +48,41 @@ _NO_FOLD = {"QuantizeLinear", "DequantizeLinear"}
 # Folding these can blow a small constant up into a large one (a broadcast).
 _EXPANDING = {"ConstantOfShape", "Expand", "Tile", "Range", "Resize", "Upsample"}
 _EXPANDING_LIMIT = 1 << 16
+_POOLS = {"MaxPool", "AveragePool", "LpPool"}
+
+_REDUCE_OPS = (
+    "ReduceL1 ReduceL2 ReduceLogSum ReduceLogSumExp ReduceMax ReduceMean ReduceMin "
+    "ReduceProd ReduceSum ReduceSumSquare"
+).split()
+# Inputs whose *values* (not just shapes) decide an op's output shape. When one
+# of them is only known at run time the output type cannot be static.
+_SHAPE_VALUE_INPUTS: dict[str, tuple[int, ...]] = {
+    "Reshape": (1,), "Expand": (1,), "Tile": (1,), "Slice": (1, 2, 3, 4),
+    "Range": (0, 1, 2), "ConstantOfShape": (0,), "Upsample": (1,), "Pad": (1, 3),
+    "Squeeze": (1,), "Unsqueeze": (1,), "Split": (1,), "TopK": (1,), "OneHot": (1,),
+    "NonZero": (0,), "Compress": (1,), "CenterCropPad": (1,), "Unique": (0,),
+    "NonMaxSuppression": (0, 1, 2, 3, 4), "Col2Im": (1, 2), "DFT": (1, 2), "STFT": (2, 3),
+    "MelWeightMatrix": (0, 1, 2), "HannWindow": (0,), "HammingWindow": (0,),
+    "BlackmanWindow": (0,), "AffineGrid": (1,), "MaxUnpool": (2,),
+    **{r: (1,) for r in _REDUCE_OPS},
+}
+
+
+class DynamicShapeError(QccError):
+    """An output shape depends on the value of a tensor known only at run time.
+
+    `tensor` names that tensor (a graph input or computed from graph inputs).
+    """
+
+    def __init__(self, message: str, tensor: str):
+        super().__init__(message)
+        self.tensor = tensor
+
+
+def _shape_value_inputs(op_type: str, opset: int) -> tuple[int, ...]:
+    if op_type == "Resize":
+        return (1,) if opset < 11 else (2, 3)
+    return _SHAPE_VALUE_INPUTS.get(op_type, ())
 
 
 @dataclass(frozen=True)
@@ -176,13 +211,14 @@ class _Importer:
                 "model imports no version of the default ONNX opset"
                 + (f" (only {others})" if others else "")
             )
+        self.source_opset = opset
         if 1 <= opset < MIN_OPSET:
             # older opsets: let ONNX's version converter rewrite the legacy forms
             # (broadcast attributes, consumed_inputs, ...) into opset MIN_OPSET ones
             try:
-                import onnx.version_converter
+                from onnx import version_converter
 
-                self.model = onnx.version_converter.convert_version(m, MIN_OPSET)
+                self.model = version_converter.convert_version(m, MIN_OPSET)
             except Exception as e:
                 raise QccError(
                     f"model uses ONNX opset {opset}, which qcc cannot convert to opset "
@@ -314,6 +350,10 @@ class _Importer:
 
     # ------------------------------------------------------------ nodes
     def _infer(self, node: onnx.NodeProto, where: str, attrs: dict[str, Any]) -> list[_Dyn]:
+        if node.op_type in _POOLS and attrs.get("ceil_mode"):
+            # onnx 1.23's inference keeps a last ceil-mode window that starts past the
+            # input, which the spec (and onnxruntime) drop; the kernel follows the spec.
+            return self._infer_by_running(node, where, attrs)
         try:
             schema = onnx.defs.get_schema(node.op_type, self.opset, "")
         except Exception:
@@ -351,11 +391,24 @@ class _Importer:
             ):
                 return self._infer_by_running(node, where, attrs)
             tt = tp.tensor_type
-            result.append(_Dyn(_np_dtype_of(tt.elem_type, where), tuple(d.dim_value for d in tt.shape.dim)))
+            shape = tuple(d.dim_value for d in tt.shape.dim)
+            if any(d < 0 for d in shape):
+                raise QccError(f"{where}: output '{o}' would have shape {list(shape)}; "
+                               "the attributes leave no valid output")
+            result.append(_Dyn(_np_dtype_of(tt.elem_type, where), shape))
         return result
 
     def _infer_by_running(self, node: onnx.NodeProto, where: str, attrs: dict[str, Any]) -> list[_Dyn]:
         """Shapes ONNX inference leaves open: run the kernel on zeros of the input types."""
+        for i in _shape_value_inputs(node.op_type, self.opset):
+            x = node.input[i] if i < len(node.input) else ""
+            if x and isinstance(self.env.get(x), _Dyn):
+                raise DynamicShapeError(
+                    f"{where}: the output shape depends on the value of input '{x}', "
+                    "which is only known at run time; qcc compiles static shapes and "
+                    "needs it to be a constant",
+                    x,
+                )
         ins = []
         for x in node.input:
             v = self.env.get(x) if x else None
@@ -393,7 +446,11 @@ class _Importer:
             v = _attr_value(a, where)
             attrs[a.name] = v
             xattrs[a.name] = _xdsl_attr(a, v)
+        if node.op_type == "Split":
+            attrs[NUM_OUTPUTS] = len(node.output)
         ins = [self.env[x] if x else None for x in node.input]
+        if node.op_type == "PRelu" and self.source_opset < 7:
+            node, ins = self._legacy_prelu(node, ins)
 
         if node.op_type == "Identity" or (node.op_type == "Dropout" and not _training(attrs, ins)):
             self.env[node.output[0]] = ins[0]
@@ -430,7 +487,8 @@ class _Importer:
         # trailing omitted inputs are dropped, as ONNX allows
         while operands and node.input[len(operands) - 1] == "":
             operands.pop()
-        xattrs[donnx.QCC_NAME] = StringAttr(node.name)
+        # Unnamed nodes are known by their first output, a name the file does define.
+        xattrs[donnx.QCC_NAME] = StringAttr(node.name or next((o for o in node.output if o), node.op_type))
         n_out = len(node.output)
         try:
             result_types = [donnx.tensor_type(t.dtype, t.shape) for t in types[:n_out]]
@@ -445,6 +503,19 @@ class _Importer:
                 _name_hint(r, name)
                 self.env[name] = t
                 self.values[name] = r
+
+    def _legacy_prelu(self, node: onnx.NodeProto, ins: list) -> tuple[onnx.NodeProto, list]:
+        """PRelu before opset 7 applies a 1-D slope per channel (axis 1); the
+        version converter leaves it 1-D, which opset 7 would broadcast on the last axis."""
+        x, slope = ins[0], ins[1] if len(ins) > 1 else None
+        if not isinstance(slope, np.ndarray) or slope.ndim != 1 or slope.size == 1 or len(x.shape) <= 2:
+            return node, ins
+        name = f"{node.input[1]}__per_channel_{len(x.shape)}d"
+        self.env[name] = slope.reshape((-1,) + (1,) * (len(x.shape) - 2))
+        fixed = onnx.NodeProto()
+        fixed.CopyFrom(node)
+        fixed.input[1] = name
+        return fixed, [x, self.env[name], *ins[2:]]
 
     # ------------------------------------------------------------ driver
     def run(self) -> ModuleOp:

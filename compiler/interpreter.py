@@ -32,7 +32,7 @@ from xdsl.ir import Operation
 
 from qcc.dialects import onnx as donnx
 from qcc.errors import QccError
-from qcc.float_kernels import KERNELS
+from qcc.float_kernels import KERNELS, NUM_OUTPUTS
 
 
 def module_opset(module: ModuleOp) -> int:
@@ -78,6 +78,8 @@ def _run_onnx(self: "OnnxFloatFunctions", interpreter: Interpreter, op: donnx.On
     attrs = self._attrs.get(op)
     if attrs is None:
         attrs = self._attrs[op] = op.onnx_attrs()
+        if op.onnx_type == "Split":
+            attrs[NUM_OUTPUTS] = len(op.outputs)
     ins = list(args)
     if self.batch is not None and op.onnx_type in _BATCH_SHAPE_INPUT:
         ins = _patch_batch(op.onnx_type, ins, self.batch)
@@ -89,6 +91,11 @@ def _run_onnx(self: "OnnxFloatFunctions", interpreter: Interpreter, op: donnx.On
             outs = kernel(ins, attrs, self.opset)
     except NotImplementedError as e:
         raise QccError(f"{op.onnx_type} '{op.node_name}': {e}") from None
+    except (ValueError, IndexError) as e:
+        # Shapes the model declares but its data contradicts (a mutilated weight,
+        # an unbroadcastable bias) surface here; name the node, not numpy.
+        raise QccError(f"node '{op.node_name}' ({op.onnx_type}, opset {self.opset}) "
+                       f"cannot be evaluated: {e}") from None
     return tuple(np.asarray(o) for o in outs[: len(op.outputs)])
 
 

@@ -78,6 +78,23 @@ try:  # bfloat16 is optional: numpy has none, ml_dtypes (an onnx dependency) doe
     _BF16 = np.dtype(ml_dtypes.bfloat16)
     _NP_TO_ELEM[_BF16] = BFloat16Type()
     _ELEM_TO_NP[BFloat16Type()] = _BF16
+    # the ONNX sub-byte and 8-bit float types (one element per byte in numpy)
+    from xdsl.dialects import builtin as _b
+
+    for _np_t, _elem in (
+        (ml_dtypes.float8_e4m3fn, _b.Float8E4M3FNType()),
+        (ml_dtypes.float8_e4m3fnuz, _b.Float8E4M3FNUZType()),
+        (ml_dtypes.float8_e5m2, _b.Float8E5M2Type()),
+        (ml_dtypes.float8_e5m2fnuz, _b.Float8E5M2FNUZType()),
+        (ml_dtypes.float8_e8m0fnu, _b.Float8E8M0FNUType()),
+        (ml_dtypes.float4_e2m1fn, _b.Float4E2M1FNType()),
+        (ml_dtypes.int4, IntegerType(4)),
+        (ml_dtypes.uint4, IntegerType(4, Signedness.UNSIGNED)),
+        (ml_dtypes.int2, IntegerType(2)),
+        (ml_dtypes.uint2, IntegerType(2, Signedness.UNSIGNED)),
+    ):
+        _NP_TO_ELEM[np.dtype(_np_t)] = _elem
+        _ELEM_TO_NP[_elem] = np.dtype(_np_t)
 except ImportError:  # pragma: no cover
     pass
 
@@ -439,10 +456,19 @@ def _conv(op: OnnxOp) -> str | None:
     y = _known(op.outputs[0].type)
     if y is not None and (y[0] != x[0] or y[1] != w[0]):
         return f"result shape {list(y)} must be [{x[0]}, {w[0]}, ...]"
+    if _spatial_output(op):
+        return _spatial_output(op)
     if len(op.inputs) > 2 and isinstance(op.inputs[2].type, TensorType):
         b = _known(op.inputs[2].type)
         if b is not None and b != (w[0],):
             return f"bias shape {list(b)} must be [{w[0]}]"
+    return None
+
+
+def _spatial_output(op: OnnxOp) -> str | None:
+    y = _known(op.outputs[0].type)
+    if y is not None and len(y) > 2 and min(y[2:]) <= 0:
+        return f"result shape {list(y)} is empty: kernel, pads and strides leave no output"
     return None
 
 
@@ -455,6 +481,19 @@ def _matmul(op: OnnxOp) -> str | None:
     except ValueError:
         return f"operand shapes {list(a)} and {list(b)} do not multiply"
     return None if tuple(want) == y else f"result shape {list(y)} must be {list(want)}"
+
+
+def _gemm(op: OnnxOp) -> str | None:
+    if len(op.inputs) < 3 or not isinstance(op.inputs[2].type, TensorType):
+        return None
+    c, y = _known(op.inputs[2].type), _known(op.outputs[0].type)
+    if c is None or y is None:
+        return None
+    try:
+        ok = np.broadcast_shapes(c, y) == y
+    except ValueError:
+        ok = False
+    return None if ok else f"C of shape {list(c)} does not broadcast to the result shape {list(y)}"
 
 
 def _constant(op: OnnxOp) -> str | None:
@@ -475,6 +514,8 @@ _STRUCTURE_CHECKS: dict[str, Any] = {
     "Conv": _conv,
     "MatMul": _matmul,
     "Constant": _constant,
+    "Gemm": _gemm,
+    **{t: _spatial_output for t in "ConvTranspose MaxPool AveragePool LpPool".split()},
 }
 
 
