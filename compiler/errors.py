@@ -27,3 +27,4 @@ def internal_error(tool: str, e: BaseException) -> int:
     print(f"{tool}: internal error: {type(e).__name__}: {msg} "
           "(a bug in qcc; rerun with QCC_TRACEBACK=1 and report it)", file=sys.stderr)
     return 3
+

@@ -2236,3 +2236,445 @@ def k_dropout(inputs, attrs, opset):
     mask = rng.uniform(0.0, 1.0, x.shape) >= ratio
     y = _as(x * mask / (1.0 - ratio), x.dtype)
     return [y, mask.astype(mask_dt)]
+
+
+# ============================================================================
+# Less common operators: losses, attention, signal processing, misc
+# ============================================================================
+
+
+@kernel("RMSNormalization")
+def k_rms_normalization(inputs, attrs, opset):
+    """Y = X / sqrt(mean(X^2 over axes [axis, rank)) + epsilon) * scale."""
+    x, scale = inputs[0], inputs[1]
+    axis = _axis(attrs.get("axis", -1), x.ndim)
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    xf = x.astype(cdt)
+    ms = np.mean(np.square(xf), axis=tuple(range(axis, x.ndim)), keepdims=True)
+    y = xf / np.sqrt(ms + cdt(attrs.get("epsilon", 1e-5))) * scale.astype(cdt)
+    return [_as(y, x.dtype)]
+
+
+def _nll(logp: np.ndarray, target: np.ndarray, weight, reduction: str, ignore_index):
+    """Negative log likelihood of logp [N, C, d...] at target [N, d...]."""
+    t = target.astype(np.int64)
+    ignored = t == ignore_index if ignore_index is not None else np.zeros(t.shape, np.bool_)
+    tc = np.where(ignored, 0, t)
+    loss = -np.take_along_axis(logp, tc[:, None], axis=1)[:, 0]
+    if weight is not None:
+        w = weight.astype(logp.dtype)[tc]
+    else:
+        w = np.ones(t.shape, logp.dtype)
+    w = np.where(ignored, logp.dtype.type(0), w)
+    loss = loss * w
+    if reduction == "none":
+        return loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / w.sum()
+    raise NotImplementedError(f"reduction '{reduction}'")
+
+
+@kernel("NegativeLogLikelihoodLoss")
+def k_nll_loss(inputs, attrs, opset):
+    x, target, weight = inputs[0], inputs[1], _get(inputs, 2)
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    loss = _nll(x.astype(cdt), target, weight, attrs.get("reduction", "mean"),
+                attrs.get("ignore_index"))
+    return [_as(loss, x.dtype)]
+
+
+@kernel("SoftmaxCrossEntropyLoss")
+def k_softmax_cross_entropy_loss(inputs, attrs, opset):
+    """Loss of log_softmax(scores, axis=1) at the labels; 2nd output log_prob."""
+    x, target, weight = inputs[0], inputs[1], _get(inputs, 2)
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    d = x.astype(cdt)
+    d = d - d.max(axis=1, keepdims=True)
+    d -= np.log(np.exp(d).sum(axis=1, keepdims=True))
+    loss = _nll(d, target, weight, attrs.get("reduction", "mean"), attrs.get("ignore_index"))
+    return _LazyOutputs([_as(loss, x.dtype), _Deferred(lambda: _as(d, x.dtype))])
+
+
+def _attention_mask_bias(mask, q_len, kv_len, dt):
+    """Additive bias from a boolean (True = attend) or additive mask, padded
+    on the key axis to the full key length with "masked"."""
+    pad = kv_len - mask.shape[-1]
+    if mask.dtype == np.bool_:
+        if pad > 0:
+            mask = np.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, pad)], constant_values=False)
+        return np.where(mask, dt.type(0), dt.type(-np.inf))
+    mask = mask.astype(dt)
+    if pad > 0:
+        mask = np.pad(mask, [(0, 0)] * (mask.ndim - 1) + [(0, pad)], constant_values=-np.inf)
+    return mask
+
+
+@kernel("Attention")
+def k_attention(inputs, attrs, opset):
+    """Scaled dot-product attention (opset 23+): 3-D inputs split into heads,
+    grouped-query K/V heads repeated, past K/V concatenated, boolean or
+    additive mask, causal and sliding-window masks, softcap; outputs Y,
+    present_key, present_value, and the QK product selected by
+    qk_matmul_output_mode.  Fully masked rows give 0."""
+    q, k, v = inputs[0], inputs[1], inputs[2]
+    mask, past_k, past_v = _get(inputs, 3), _get(inputs, 4), _get(inputs, 5)
+    nonpad = _get(inputs, 6)
+    odt = q.dtype
+    dt = np.dtype(np.float32) if odt in _LOWP and odt != np.float16 else odt
+    q, k, v = q.astype(dt), k.astype(dt), v.astype(dt)
+    rank3 = q.ndim == 3
+    if rank3:
+        qh, kvh = int(attrs["q_num_heads"]), int(attrs["kv_num_heads"])
+        b = q.shape[0]
+        q = q.reshape(b, q.shape[1], qh, -1).transpose(0, 2, 1, 3)
+        k = k.reshape(b, k.shape[1], kvh, -1).transpose(0, 2, 1, 3)
+        v = v.reshape(b, v.shape[1], kvh, -1).transpose(0, 2, 1, 3)
+    if past_k is not None:
+        k = np.concatenate([past_k.astype(dt), k], axis=2)
+    if past_v is not None:
+        v = np.concatenate([past_v.astype(dt), v], axis=2)
+    present_k, present_v = k, v
+    q_len, kv_len = q.shape[2], k.shape[2]
+    scale = attrs.get("scale")
+    if scale is None:
+        scale = 1.0 / np.sqrt(q.shape[3])
+    sq = dt.type(np.sqrt(scale))
+
+    bias = np.zeros((q_len, kv_len), dt)
+    if mask is not None:
+        bias = bias + _attention_mask_bias(mask, q_len, kv_len, dt)
+    # key position j is visible from query i when j - i <= offset (causal)
+    if past_k is None and nonpad is not None:
+        offset = (nonpad.reshape(-1).astype(np.int64) - q_len).reshape(-1, 1, 1, 1)
+    else:
+        offset = past_k.shape[2] if past_k is not None else 0
+    diff = np.arange(q_len).reshape(-1, 1) + offset - np.arange(kv_len)  # p - j
+    neg = dt.type(-np.inf)
+    if attrs.get("is_causal", 0):
+        bias = bias + np.where(diff >= 0, dt.type(0), neg)
+    left, right = int(attrs.get("left_window_size", -1)), int(attrs.get("right_window_size", -1))
+    if left >= 0 or right >= 0:
+        ok = np.ones(np.shape(diff), np.bool_)
+        if left >= 0:
+            ok &= diff <= left
+        if right >= 0:
+            ok &= -diff <= right
+        bias = bias + np.where(ok, dt.type(0), neg)
+    if nonpad is not None:
+        keep = np.arange(kv_len) < nonpad.reshape(-1, 1).astype(np.int64)
+        bias = bias + np.where(keep, dt.type(0), neg).reshape(-1, 1, 1, kv_len)
+
+    if q.shape[1] != k.shape[1]:
+        rep = q.shape[1] // k.shape[1]
+        k, v = np.repeat(k, rep, axis=1), np.repeat(v, rep, axis=1)
+    qk = np.matmul(q * sq, np.swapaxes(k, 2, 3) * sq)
+    softcap = float(attrs.get("softcap", 0.0))
+    if softcap > 0:
+        qk = np.tanh(qk / dt.type(softcap)) * dt.type(softcap)
+    mode = int(attrs.get("qk_matmul_output_mode", 0))
+    with_bias = qk + bias
+    qk_out = with_bias if mode == 2 else qk
+    sm = with_bias
+    if attrs.get("softmax_precision"):
+        sm = sm.astype(onnx_dtype_to_numpy(attrs["softmax_precision"]))
+    mx = sm.max(axis=-1, keepdims=True)
+    e = np.exp(sm - np.where(np.isneginf(mx), sm.dtype.type(0), mx))
+    s = e.sum(axis=-1, keepdims=True)
+    p = e / np.where(s == 0, sm.dtype.type(1), s)
+    p = np.where(np.isneginf(np.max(bias, axis=-1, keepdims=True)), p.dtype.type(0), p)
+    if mode == 3:
+        qk_out = p
+    y = np.matmul(p.astype(dt), v)
+    if rank3:
+        y = y.transpose(0, 2, 1, 3).reshape(y.shape[0], y.shape[2], -1)
+    return _LazyOutputs([_as(y, odt), _as(present_k, odt), _as(present_v, odt),
+                         _Deferred(lambda: _as(qk_out, odt))])
+
+
+@kernel("SwiGLU")
+def k_swiglu(inputs, attrs, opset):
+    a, b = inputs[0], inputs[1]
+    af = _up(a)
+    y = af * _sigmoid(af * af.dtype.type(attrs.get("alpha", 1.0))) * _up(b)
+    return [_as(y, a.dtype)]
+
+
+@kernel("Det")
+def k_det(inputs, attrs, opset):
+    x = inputs[0]
+    return [_as(np.linalg.det(_up(x)), x.dtype)]
+
+
+def _window(op_type: str, fn: Callable) -> None:
+    def k(inputs, attrs, opset):
+        size = int(_scalar(inputs[0]))
+        dt = onnx_dtype_to_numpy(attrs.get("output_datatype", 1))
+        n = size if attrs.get("periodic", 1) else size - 1
+        i = np.arange(size, dtype=np.float64)
+        return [fn(i, n).astype(dt)]
+
+    k.__name__ = f"k_{op_type}"
+    KERNELS[op_type] = k
+
+
+_window("HannWindow", lambda i, n: np.sin(np.pi * i / n) ** 2)
+_window("HammingWindow", lambda i, n: 25 / 46 - (21 / 46) * np.cos(2 * np.pi * i / n))
+_window("BlackmanWindow", lambda i, n: 0.42 - 0.5 * np.cos(2 * np.pi * i / n)
+        + 0.08 * np.cos(4 * np.pi * i / n))
+
+
+@kernel("MaxUnpool")
+def k_max_unpool(inputs, attrs, opset):
+    """Scatters X to the flat positions in I (MaxPool's Indices output)."""
+    x, idx, out_shape = inputs[0], inputs[1], _get(inputs, 2)
+    ks = attrs["kernel_shape"]
+    nd = len(ks)
+    strides = attrs.get("strides") or [1] * nd
+    pads = attrs.get("pads") or [0] * (2 * nd)
+    inferred = list(x.shape[:2]) + [
+        (x.shape[2 + d] - 1) * strides[d] - (pads[d] + pads[nd + d]) + ks[d] for d in range(nd)
+    ]
+    y = np.zeros(int(np.prod(inferred)), x.dtype)
+    y[idx.reshape(-1)] = x.reshape(-1)
+    y = y.reshape(inferred)
+    if out_shape is None:
+        return [y]
+    res = np.zeros(tuple(_ints(out_shape)), x.dtype)
+    res[tuple(slice(0, n) for n in inferred)] = y
+    return [res]
+
+
+@kernel("Unique")
+def k_unique(inputs, attrs, opset):
+    """Unique values (sorted, or in order of first occurrence) with the
+    indices of first occurrences, inverse indices and counts."""
+    x = inputs[0]
+    axis = attrs.get("axis")
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    else:
+        axis = _axis(axis, x.ndim)
+    _, first, inverse, counts = np.unique(
+        x, return_index=True, return_inverse=True, return_counts=True, axis=axis)
+    inverse = inverse.reshape(-1)
+    if not attrs.get("sorted", 1):
+        order = np.argsort(first, kind="stable")
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.size)
+        first, counts, inverse = first[order], counts[order], rank[inverse]
+    y = np.take(x, first, axis=axis)
+    i64 = np.int64
+    return [y, first.astype(i64), inverse.astype(i64), counts.astype(i64)]
+
+
+@kernel("CenterCropPad")
+def k_center_crop_pad(inputs, attrs, opset):
+    x, shape = inputs[0], _ints(inputs[1])
+    axes = attrs.get("axes")
+    axes = list(range(x.ndim)) if axes is None else [_axis(a, x.ndim) for a in axes]
+    src = [slice(None)] * x.ndim
+    dst = [slice(None)] * x.ndim
+    out = list(x.shape)
+    for a, n in zip(axes, shape):
+        dim = x.shape[a]
+        out[a] = n
+        if n < dim:
+            b = (dim - n) // 2
+            src[a] = slice(b, b + n)
+        elif n > dim:
+            b = (n - dim) // 2
+            dst[a] = slice(b, b + dim)
+    y = np.zeros(out, x.dtype)
+    y[tuple(dst)] = x[tuple(src)]
+    return [y]
+
+
+@kernel("BitCast")
+def k_bitcast(inputs, attrs, opset):
+    x = inputs[0]
+    dt = onnx_dtype_to_numpy(attrs["to"])
+    if dt.itemsize != x.dtype.itemsize:
+        raise ValueError(f"BitCast: {x.dtype} and {dt} differ in width")
+    return [x.copy().view(dt)]
+
+
+@kernel("TensorScatter")
+def k_tensor_scatter(inputs, attrs, opset):
+    """Writes `update` into a copy of the KV cache along `axis` at per-batch
+    positions (write_indices), wrapping around in circular mode."""
+    past, update, wi = inputs[0], inputs[1], _get(inputs, 2)
+    axis = _axis(attrs.get("axis", -2), past.ndim)
+    if axis == 0:
+        raise NotImplementedError("TensorScatter along the batch axis")
+    mode = attrs.get("mode", "linear")
+    cap, n = past.shape[axis], update.shape[axis]
+    starts = np.zeros(past.shape[0], np.int64) if wi is None else wi.astype(np.int64).reshape(-1)
+    y = past.copy()
+    yv, uv = np.moveaxis(y, axis, 1), np.moveaxis(update, axis, 1)  # views
+    for b in range(past.shape[0]):
+        pos = starts[b] + np.arange(n)
+        if mode == "circular":
+            pos %= cap
+        yv[b, pos] = uv[b]
+    return [y]
+
+
+@kernel("AffineGrid")
+def k_affine_grid(inputs, attrs, opset):
+    """Sampling grid [N, (D,) H, W, 2|3] of theta applied to normalized
+    coordinates (x along W first)."""
+    theta, size = inputs[0], _ints(inputs[1])
+    sp = size[2:]
+    align = bool(attrs.get("align_corners", 0))
+    cdt = np.float64 if theta.dtype == np.float64 else np.float32
+
+    def coords(n):
+        if align:
+            return np.linspace(-1.0, 1.0, n) if n > 1 else np.zeros(1)
+        return (2.0 * np.arange(n) + 1.0) / n - 1.0
+
+    axes = [coords(n) for n in sp]  # (D,) H, W
+    mesh = np.meshgrid(*axes, indexing="ij")
+    base = np.stack([*mesh[::-1], np.ones(tuple(sp))], axis=-1)  # [..., (x, y, (z,) 1)]
+    grid = np.einsum("nij,...j->n...i", theta.astype(cdt), base.astype(cdt))
+    return [_as(grid, theta.dtype)]
+
+
+@kernel("Col2Im")
+def k_col2im(inputs, attrs, opset):
+    """Sums column blocks [N, C*prod(block), L] back into images [N, C, *image]."""
+    x, image, block = inputs[0], _ints(inputs[1]), _ints(inputs[2])
+    nd = len(image)
+    dils = attrs.get("dilations") or [1] * nd
+    pads = attrs.get("pads") or [0] * (2 * nd)
+    strides = attrs.get("strides") or [1] * nd
+    n, c = x.shape[0], x.shape[1] // int(np.prod(block))
+    nblk = [(image[d] + pads[d] + pads[nd + d] - dils[d] * (block[d] - 1) - 1) // strides[d] + 1
+            for d in range(nd)]
+    cols = x.reshape(n, c, *block, *nblk)
+    padded = np.zeros((n, c, *[image[d] + pads[d] + pads[nd + d] for d in range(nd)]), x.dtype)
+    for off in itertools.product(*[range(b) for b in block]):
+        sl = _window_slice(2, [o * dl for o, dl in zip(off, dils)], strides, nblk)
+        padded[sl] += cols[(slice(None), slice(None), *off)]
+    crop = (slice(None), slice(None)) + tuple(slice(pads[d], pads[d] + image[d]) for d in range(nd))
+    return [padded[crop]]
+
+
+def _complex_of(x: np.ndarray) -> np.ndarray:
+    """[..., 1] real or [..., 2] (real, imag) -> complex [...]."""
+    return x[..., 0] if x.shape[-1] == 1 else x[..., 0] + 1j * x[..., 1]
+
+
+def _stack_complex(z: np.ndarray) -> np.ndarray:
+    return np.stack([z.real, z.imag], axis=-1)
+
+
+@kernel("DFT")
+def k_dft(inputs, attrs, opset):
+    """DFT/IDFT along one signal axis of a [..., 1|2] real/complex tensor;
+    onesided keeps the non-redundant half (forward) or means a half-spectrum
+    input of a real signal (inverse)."""
+    x = inputs[0]
+    n_in = _get(inputs, 1)
+    if opset >= 20:
+        a = _get(inputs, 2)
+        axis = -2 if a is None else int(_scalar(a))
+    else:
+        axis = attrs.get("axis", 1)
+    axis = axis % x.ndim
+    inverse, onesided = bool(attrs.get("inverse", 0)), bool(attrs.get("onesided", 0))
+    z = _complex_of(_up(x))  # numpy's FFT keeps float32 precision, like the reference
+    if n_in is None:
+        n = 2 * (x.shape[axis] - 1) if inverse and onesided else x.shape[axis]
+    else:
+        n = int(_scalar(n_in))
+    if inverse:
+        if onesided:
+            y = np.fft.irfft(z, n=n, axis=axis)[..., None]
+        else:
+            y = _stack_complex(np.fft.ifft(z, n=n, axis=axis))
+    else:
+        f = np.fft.fft(z, n=n, axis=axis)
+        if onesided:
+            f = np.take(f, np.arange(n // 2 + 1), axis=axis)
+        y = _stack_complex(f)
+    return [_as(y, x.dtype)]
+
+
+@kernel("STFT")
+def k_stft(inputs, attrs, opset):
+    """Short-time Fourier transform of signals [B, L, 1|2] -> [B, frames, bins, 2]."""
+    x, step = inputs[0], int(_scalar(inputs[1]))
+    window, flen = _get(inputs, 2), _get(inputs, 3)
+    if flen is not None:
+        n = int(_scalar(flen))
+    else:
+        n = window.shape[0] if window is not None else x.shape[-2]
+    if window is None:
+        window = np.ones(n, np.float64)
+    wl = window.shape[0]
+    frames = 1 + (x.shape[-2] - n) // step
+    z = _complex_of(x.astype(np.float64))  # [B, L]
+    idx = np.arange(frames)[:, None] * step + np.arange(wl)[None, :]
+    seg = z[:, np.minimum(idx, z.shape[1] - 1)] * (idx < z.shape[1])  # [B, F, wl]
+    f = np.fft.fft(seg * window.astype(np.float64), n=n, axis=-1)
+    if attrs.get("onesided", 1):
+        f = f[..., : n // 2 + 1]
+    return [_as(_stack_complex(f), x.dtype)]
+
+
+@kernel("MelWeightMatrix")
+def k_mel_weight_matrix(inputs, attrs, opset):
+    """Triangular mel filter bank [dft_length // 2 + 1, num_mel_bins]."""
+    n_mel, dft_len, rate = (int(_scalar(v)) for v in inputs[:3])
+    lo, hi = (float(_scalar(v)) for v in inputs[3:5])
+    mel_lo = 2595 * np.log1p(lo / 700) / np.log(10)
+    mel_hi = 2595 * np.log1p(hi / 700) / np.log(10)
+    step = (mel_hi - mel_lo) / (n_mel + 2)
+    hz = 700 * np.expm1((np.arange(n_mel + 2) * step + mel_lo) / 2595 * np.log(10))
+    bins = (((dft_len + 1) * hz) // rate).astype(np.int64)
+    w = np.zeros((dft_len // 2 + 1, n_mel))
+    for i in range(n_mel):
+        l, c, r = bins[i], bins[i + 1], bins[i + 2]
+        if c == l:
+            w[c, i] = 1
+        else:
+            j = np.arange(l, c + 1)
+            w[j, i] = (j - l) / (c - l)
+        if r > c:
+            j = np.arange(c, r)
+            w[j, i] = (r - j) / (r - c)
+    return [w.astype(onnx_dtype_to_numpy(attrs.get("output_datatype", 1)))]
+
+
+@kernel("RotaryEmbedding")
+def k_rotary_embedding(inputs, attrs, opset):
+    """Rotary position embedding of x [B, heads, S, head] or [B, S, hidden]
+    with cos/sin caches (gathered at position_ids when given)."""
+    x, cos, sin, pos = inputs[0], inputs[1], inputs[2], _get(inputs, 3)
+    dt = x.dtype
+    xf = _up(x)
+    if x.ndim == 4:
+        xf = xf.transpose(0, 2, 1, 3)  # [B, S, heads, head]
+    else:
+        xf = xf.reshape(x.shape[0], x.shape[1], int(attrs["num_heads"]), -1)
+    head = xf.shape[3]
+    rd = int(attrs.get("rotary_embedding_dim", 0)) or head
+    if pos is not None:
+        cos, sin = cos[pos], sin[pos]
+    cos, sin = _up(cos)[:, :, None, :], _up(sin)[:, :, None, :]
+    rot, keep = xf[..., :rd], xf[..., rd:]
+    if attrs.get("interleaved", 0):
+        x1, x2 = rot[..., 0::2], rot[..., 1::2]
+    else:
+        x1, x2 = rot[..., : rd // 2], rot[..., rd // 2:]
+    real, imag = cos * x1 - sin * x2, sin * x1 + cos * x2
+    if attrs.get("interleaved", 0):
+        rot = np.stack([real, imag], axis=-1).reshape(rot.shape)
+    else:
+        rot = np.concatenate([real, imag], axis=-1)
+    y = np.concatenate([rot, keep], axis=-1)
+    y = y.transpose(0, 2, 1, 3) if x.ndim == 4 else y.reshape(x.shape)
+    return [_as(y, dt)]

@@ -284,15 +284,172 @@ class _Listener(Interpreter.Listener):
         self.observer(op, results)
 
 
-def run_main(module: ModuleOp, args: Iterable[Any], *, batch: int | None = None,
-             observer: Observer | None = None) -> tuple[Any, ...]:
-    """Runs @main once on exactly the given arguments (ONNX semantics, no sample axis)."""
+def _run_xdsl(module: ModuleOp, args: Iterable[Any], *, batch: int | None = None,
+              observer: Observer | None = None) -> tuple[Any, ...]:
+    """@main through the generic xDSL Interpreter (bodies `_Plan` does not handle)."""
     fn = main_func(module)
     listeners = (_Listener(observer),) if observer else ()
     interp = Interpreter(module, listeners=listeners)
     interp.register_implementations(FuncFunctions())
     interp.register_implementations(OnnxFloatFunctions(module_opset(module), batch))
     return interp.call_op(fn, tuple(args))
+
+
+# Ops never evaluated ahead of time even when every input is a constant.
+_NO_FOLD = {
+    "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
+    "Multinomial", "Bernoulli", "Dropout",
+}
+
+
+class _Plan:
+    """@main of a module as a flat list of kernel calls, built once per run.
+
+    Same semantics as interpreting the body op by op with the xDSL Interpreter
+    (`_run_xdsl`), minus its per-op cost: values live in a list of slots, ONNX
+    attributes are decoded once, ops whose inputs are all constants (Constant,
+    ConstantOfShape weights, Unsqueeze of parameters, ...) run once when the
+    plan is built, and a value is dropped after its last use so large
+    activations are freed early. An observer still sees every op, in order.
+    """
+
+    def __init__(self, module: ModuleOp):
+        fn = main_func(module)
+        self.opset = opset = module_opset(module)
+        blocks = list(fn.body.blocks)
+        if len(blocks) != 1:
+            raise _Unplannable()
+        block = blocks[0]
+        slot: dict[Any, int] = {}
+        self.nargs = len(block.args)
+        for a in block.args:
+            slot[a] = len(slot)
+        nslots = self.nargs
+        consts: dict[int, Any] = {}
+        # (op, kernel, attrs, in_slots, out_slots, patch, results-if-folded)
+        steps: list[list] = []
+        self.returns: list[int] | None = None
+        for op in block.ops:
+            if isinstance(op, func.ReturnOp):
+                self.returns = [slot[v] for v in op.operands]
+                self.return_op = op
+                break
+            if isinstance(op, donnx.NoValueOp):
+                slot[op.results[0]] = nslots
+                consts[nslots] = None
+                nslots += 1
+                steps.append([op, None, None, (), (slot[op.results[0]],), False, (None,)])
+                continue
+            if not isinstance(op, donnx.OnnxOp) or op.regions:
+                raise _Unplannable()
+            t = op.onnx_type
+            attrs = op.onnx_attrs()
+            ins = tuple(slot[v] for v in op.operands)
+            outs = []
+            for r in op.results:
+                slot[r] = nslots
+                outs.append(nslots)
+                nslots += 1
+            kernel = KERNELS.get(t)
+            folded = None
+            if kernel is not None and t not in _NO_FOLD and all(i in consts for i in ins) and (
+                ins or t == "Constant"
+            ):
+                try:
+                    with np.errstate(all="ignore"):
+                        res = kernel([consts[i] for i in ins], attrs, opset)
+                        folded = tuple(np.asarray(res[k]) for k in range(len(outs)))
+                except Exception:  # left to run (and fail) where the op runs
+                    folded = None
+                if folded is not None:
+                    for s, v in zip(outs, folded):
+                        consts[s] = v
+            steps.append([op, kernel, attrs, ins, tuple(outs), t in _BATCH_SHAPE_INPUT, folded])
+        if self.returns is None:
+            raise _Unplannable()
+        self.nslots = nslots
+        self.consts = consts
+        self.steps = steps
+        # Last use of every runtime value: free it right after that step.
+        keep = set(self.returns)
+        last: dict[int, int] = {}
+        for k, st in enumerate(steps):
+            for i in st[3]:
+                last[i] = k
+        runtime = []
+        for k, st in enumerate(steps):
+            if st[6] is not None:
+                continue
+            op, kernel, attrs, ins, outs, patch, _ = st
+            used = tuple(j for j, s in enumerate(outs) if s in last or s in keep)
+            free = tuple(i for i in dict.fromkeys(ins)
+                         if last.get(i) == k and i not in keep and i not in consts)
+            free += tuple(s for s in outs if s not in last and s not in keep)
+            runtime.append((op, kernel, attrs, ins, outs, patch, used, free))
+        self.runtime = runtime
+
+    def run(self, args: Iterable[Any], batch: int | None = None,
+            observer: Observer | None = None) -> tuple[Any, ...]:
+        args = tuple(args)
+        if len(args) != self.nargs:
+            raise QccError(f"@main takes {self.nargs} arguments, got {len(args)}")
+        env: list[Any] = [None] * self.nslots
+        env[: self.nargs] = args
+        for s, v in self.consts.items():
+            env[s] = v
+        opset = self.opset
+        with np.errstate(all="ignore"):
+            if observer is None:
+                for op, kernel, attrs, ins, outs, patch, used, free in self.runtime:
+                    self._step(env, op, kernel, attrs, ins, outs, patch, used, batch, opset)
+                    for s in free:
+                        env[s] = None
+            else:
+                for op, kernel, attrs, ins, outs, patch, folded in self.steps:
+                    if folded is None:
+                        self._step(env, op, kernel, attrs, ins, outs, patch,
+                                   range(len(outs)), batch, opset)
+                    observer(op, tuple(env[s] for s in outs))
+                observer(self.return_op, ())
+        return tuple(env[s] for s in self.returns)
+
+    @staticmethod
+    def _step(env, op, kernel, attrs, ins, outs, patch, used, batch, opset) -> None:
+        if kernel is None:
+            raise QccError(f"{op.onnx_type} has no float reference implementation")
+        vals = [env[i] for i in ins]
+        if patch and batch is not None:
+            vals = _patch_batch(op.onnx_type, vals, batch)
+        try:
+            res = kernel(vals, attrs, opset)
+            for j in used:
+                env[outs[j]] = np.asarray(res[j])
+        except NotImplementedError as e:
+            raise QccError(f"{op.onnx_type} '{op.node_name}': {e}") from None
+
+
+class _Unplannable(Exception):
+    pass
+
+
+def _plan(module: ModuleOp) -> _Plan | None:
+    try:
+        return _Plan(module)
+    except _Unplannable:
+        return None
+
+
+def run_main(module: ModuleOp, args: Iterable[Any], *, batch: int | None = None,
+             observer: Observer | None = None, plan: _Plan | None = None) -> tuple[Any, ...]:
+    """Runs @main once on exactly the given arguments (ONNX semantics, no sample axis).
+
+    `plan` (from `_plan(module)`) saves rebuilding it when @main runs repeatedly.
+    """
+    if plan is None:
+        plan = _plan(module)
+    if plan is None:
+        return _run_xdsl(module, args, batch=batch, observer=observer)
+    return plan.run(args, batch, observer)
 
 
 def _per_sample_shape(declared: tuple[int, ...]) -> tuple[int, ...]:

@@ -6,6 +6,8 @@ text form of modules on disk (`model.mlir`): full constants, re-parseable.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
 
 from xdsl.context import Context
@@ -51,3 +53,19 @@ def print_module(module: ModuleOp, elide_larger_than: int | None = None) -> str:
         Printer(stream=out).print_op(module)
     out.write("\n")
     return out.getvalue()
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Pauses Python's cyclic garbage collector while building large IR.
+
+    Creating tens of thousands of xDSL objects triggers full collections whose
+    cost grows with the heap, so import time grew faster than the graph
+    (tools/bench_import.py); nothing built inside needs collecting before it is done."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

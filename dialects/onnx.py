@@ -553,6 +553,10 @@ ONNX_OP_TYPES: tuple[str, ...] = tuple(
     Selu Shape Shrink Sigmoid Sign Sin Sinh Size Slice Softmax Softplus
     Softsign SpaceToDepth Split Sqrt Squeeze Sub Sum Swish Tan Tanh
     ThresholdedRelu Tile TopK Transpose Trilu Unsqueeze Upsample Where Xor
+    AffineGrid Attention BitCast BlackmanWindow CenterCropPad Col2Im DFT Det
+    HammingWindow HannWindow MaxUnpool MelWeightMatrix NegativeLogLikelihoodLoss
+    RMSNormalization RotaryEmbedding STFT SoftmaxCrossEntropyLoss SwiGLU
+    TensorScatter Unique
     """.split()
 )
 
