@@ -496,6 +496,7 @@ def run_samples(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: in
     n_samples = n_samples or 0
     use_batch = batchable(module)
     step = chunk if use_batch else 1
+    plan = _plan(module)
     outs: list[list[np.ndarray]] = [[] for _ in out_names]
     done = 0
     while done < n_samples:
@@ -507,7 +508,7 @@ def run_samples(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: in
                 args.append(part if use_batch else part.reshape(shape))
             else:
                 args.append(part[0])
-        results = run_main(module, args, batch=k if use_batch else None, observer=observer)
+        results = run_main(module, args, batch=k if use_batch else None, observer=observer, plan=plan)
         for i, (r, shape) in enumerate(zip(results, out_declared)):
             r = np.asarray(r)
             if use_batch:
