@@ -730,8 +730,9 @@ def k_einsum(inputs, attrs, opset):
 _IM2COL_BYTES = 1 << 22
 
 
-def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
-    """N-d convolution of x [N, C, *S] with w [M, C/group, *K] (cross-corr).
+def _conv_im2col(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
+    """`_conv` on an explicitly padded input with an exact im2col (no
+    garbage columns): used where the flat layout would waste too much.
 
     Three strategies: 1x1 kernels are a single matmul over channels;
     depthwise-style kernels (one input channel per group) accumulate
@@ -788,6 +789,233 @@ def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
     if b is not None:
         y += b.reshape((1, M) + (1,) * nd).astype(dt, copy=False)
     return y
+
+
+# Samples are processed in blocks whose working buffers stay around this
+# many bytes: enough work per numpy/BLAS call, bounded memory on large inputs.
+_CONV_BLOCK_BYTES = 1 << 21
+
+
+class _FlatLayout:
+    """Zero-padded input laid out so every kernel tap is one contiguous slice.
+
+    Each sample (of ``rows`` channels) occupies a flat block of ``S``
+    elements per channel; output position ``o`` of sample ``n`` is flat index
+    ``n*S + sum(o_i * rs_i)``, and tap ``t`` reads the input at that index
+    plus ``taps[t][1]`` in phase ``taps[t][0]``.  Indices that are not a valid
+    output ("garbage" columns between rows and samples) are computed and
+    dropped, so a whole convolution is a few long contiguous operations
+    instead of many short strided ones.
+
+    All strides 1: one phase; samples and rows are separated by just enough
+    zeros for the larger of the begin/end paddings, shared by the neighbours.
+    Otherwise the padded input is split into prod(strides) phases (the
+    polyphase decomposition), each a stride-1 problem with blocks of
+    ``out + (k_eff - 1) // stride`` per axis.
+    """
+
+    def __init__(self, in_sp, ks, strides, dils, pb, out_sp):
+        nd = len(ks)
+        k_eff = [(ks[i] - 1) * dils[i] + 1 for i in range(nd)]
+        self.in_sp, self.out_sp = tuple(in_sp), tuple(out_sp)
+        if all(s == 1 for s in strides):
+            pe = [out_sp[i] + k_eff[i] - 1 - in_sp[i] - pb[i] for i in range(nd)]
+            ext = [in_sp[i] + max(pb[i], pe[i], out_sp[i] - in_sp[i], 0) for i in range(nd)]
+            self.phases = [(0,) * nd]
+            shifts = [[(k * dils[i], 0) for k in range(ks[i])] for i in range(nd)]
+            # data of axis i at block coordinate h (no shift); lead zeros cover pb
+            fills = [[(slice(0, in_sp[i]), slice(0, in_sp[i])) for i in range(nd)]]
+        else:
+            ext = [out_sp[i] + (k_eff[i] - 1) // strides[i] for i in range(nd)]
+            self.phases = list(itertools.product(*[range(s) for s in strides]))
+            shifts = [[((k * dils[i]) // strides[i], (k * dils[i]) % strides[i])
+                       for k in range(ks[i])] for i in range(nd)]
+            fills = []
+            for ph in self.phases:
+                f = []
+                for i in range(nd):
+                    a, s = ph[i], strides[i]
+                    # phase coordinate r holds input coordinate a + s*r - pb
+                    lo = max(0, -((a - pb[i]) // s))
+                    hi = min(ext[i], (in_sp[i] - 1 + pb[i] - a) // s + 1)
+                    if hi <= lo:
+                        f = None
+                        break
+                    src0 = a + s * lo - pb[i]
+                    f.append((slice(lo, hi), slice(src0, src0 + s * (hi - lo - 1) + 1, s)))
+                fills.append(f)
+        rs = [int(np.prod(ext[i + 1:])) for i in range(nd)]
+        self.ext, self.rs = tuple(ext), rs
+        self.S = int(np.prod(ext))
+        self.fills = fills
+        phase_index = {ph: j for j, ph in enumerate(self.phases)}
+        if len(self.phases) == 1:
+            self.lead = sum(pb[i] * rs[i] for i in range(nd))
+            # read index = lead + q + sum((k*d - pb) * rs) = q + sum(k*d*rs)
+            self.taps = [(0, sum(sh[i][0] * rs[i] for i in range(nd)))
+                         for sh in itertools.product(*shifts)]
+        else:
+            self.lead = 0
+            self.taps = [(phase_index[tuple(s[1] for s in sh)],
+                          sum(sh[i][0] * rs[i] for i in range(nd)))
+                         for sh in itertools.product(*shifts)]
+        self.span = max(off for _, off in self.taps)
+
+    def buffer(self, rows: int, nsamp: int, dtype) -> np.ndarray:
+        return np.zeros((len(self.phases), rows, self.lead + nsamp * self.S + self.span + 1),
+                        dtype=dtype)
+
+    def fill(self, buf: np.ndarray, x: np.ndarray) -> None:
+        """Writes ``x`` [rows, nsamp, *in_sp] (any strides) into ``buf``."""
+        rows, nsamp = x.shape[:2]
+        L = nsamp * self.S
+        for j, f in enumerate(self.fills):
+            if f is None:
+                continue
+            dst = buf[j, :, self.lead:self.lead + L].reshape((rows, nsamp) + self.ext)
+            dst[(slice(None), slice(None)) + tuple(d for d, _ in f)] = \
+                x[(slice(None), slice(None)) + tuple(s for _, s in f)]
+
+    def valid(self, flat: np.ndarray) -> np.ndarray:
+        """[rows, nsamp*S] result on the flat grid -> [rows, nsamp, *out] view."""
+        rows = flat.shape[0]
+        v = flat.reshape((rows, -1) + self.ext)
+        return v[(slice(None), slice(None)) + tuple(slice(0, o) for o in self.out_sp)]
+
+
+def _conv_blocks(N: int, per_sample_bytes: int) -> int:
+    return max(1, min(N, _CONV_BLOCK_BYTES // max(per_sample_bytes, 1)))
+
+
+def _conv_depthwise(x, w, b, lay: _FlatLayout, out_sp) -> np.ndarray:
+    """Depthwise (one input channel per output channel): per-tap scaled sums.
+
+    Every (sample, channel) pair is its own single-channel image of the flat
+    layout, so each tap is one multiply-accumulate over a contiguous block;
+    the per-channel weights are expanded along the block once per call.
+    """
+    N, C = x.shape[:2]
+    dt = x.dtype
+    S = lay.S
+    K = len(lay.taps)
+    wk = w.reshape(C, K)
+    # wimg[t] = w[:, t] repeated over each channel's S positions: [K, C*S]
+    wimg = np.repeat(wk.T, S, axis=1)
+    y = np.empty((N, C) + tuple(out_sp), dtype=dt)
+    bb = None if b is None else b.reshape((1, C) + (1,) * len(out_sp)).astype(dt, copy=False)
+    nb = _conv_blocks(N, C * S * dt.itemsize * 3)
+    buf = acc = tmp = None
+    for n0 in range(0, N, nb):
+        k = min(nb, N - n0)
+        if buf is None or k != nb:
+            buf = lay.buffer(1, k * C, dt)
+            acc = np.empty((k, C * S), dtype=dt)
+            tmp = np.empty_like(acc)
+        lay.fill(buf, x[n0:n0 + k].reshape((1, k * C) + lay.in_sp))
+        L = k * C * S
+        for t, (ph, off) in enumerate(lay.taps):
+            src = buf[ph, 0, off:off + L].reshape(k, C * S)
+            if t == 0:
+                np.multiply(src, wimg[0], out=acc)
+            else:
+                np.multiply(src, wimg[t], out=tmp)
+                acc += tmp
+        res = lay.valid(acc.reshape(1, L))[0].reshape((k, C) + tuple(out_sp))
+        if bb is None:
+            y[n0:n0 + k] = res
+        else:
+            np.add(res, bb, out=y[n0:n0 + k])
+    return y
+
+
+def _conv_gemm(x, w, b, lay: _FlatLayout, out_sp, G) -> np.ndarray:
+    """im2col on the flat layout (one contiguous copy per tap) + one GEMM
+    per group and block of samples."""
+    N, C = x.shape[:2]
+    M = w.shape[0]
+    Cg, Mg = C // G, M // G
+    K = len(lay.taps)
+    dt = x.dtype
+    S = lay.S
+    nd = len(out_sp)
+    # columns ordered (tap, channel) so each tap fills one contiguous row block
+    wg = np.ascontiguousarray(w.reshape(G, Mg, Cg, K).transpose(0, 1, 3, 2).reshape(G, Mg, K * Cg))
+    y = np.empty((N, M) + tuple(out_sp), dtype=dt)
+    bb = None if b is None else b.reshape((1, M) + (1,) * nd).astype(dt, copy=False)
+    nb = _conv_blocks(N, (K * Cg + C * len(lay.phases) + Mg) * S * dt.itemsize)
+    xt = x.transpose((1, 0) + tuple(range(2, 2 + nd)))  # [C, N, *in]
+    buf = cols = None
+    for n0 in range(0, N, nb):
+        k = min(nb, N - n0)
+        L = k * S
+        if buf is None or k != nb:
+            buf = lay.buffer(C, k, dt)
+            cols = np.empty((K, Cg, L), dtype=dt)
+        lay.fill(buf, xt[:, n0:n0 + k])
+        for g in range(G):
+            c0 = g * Cg
+            for t, (ph, off) in enumerate(lay.taps):
+                cols[t] = buf[ph, c0:c0 + Cg, off:off + L]
+            r = wg[g] @ cols.reshape(K * Cg, L)  # [Mg, k*S]
+            res = lay.valid(r).swapaxes(0, 1)  # [k, Mg, *out]
+            dst = y[n0:n0 + k, g * Mg:(g + 1) * Mg]
+            if bb is None:
+                dst[...] = res
+            else:
+                np.add(res, bb[:, g * Mg:(g + 1) * Mg], out=dst)
+    return y
+
+
+def _conv_pointwise(x, w, b, G) -> np.ndarray:
+    """1x1 kernel, stride 1, no padding: a matmul over channels per sample."""
+    N, C = x.shape[:2]
+    M = w.shape[0]
+    sp = x.shape[2:]
+    P = int(np.prod(sp))
+    dt = x.dtype
+    Cg, Mg = C // G, M // G
+    xs = x.reshape(N, G, Cg, P)
+    y = np.matmul(w.reshape(G, Mg, Cg), xs)  # [N, G, Mg, P]
+    y = y.reshape((N, M) + tuple(sp))
+    if b is not None:
+        y += b.reshape((1, M) + (1,) * len(sp)).astype(dt, copy=False)
+    return y
+
+
+def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
+    """N-d convolution of x [N, C, *S] with w [M, C/group, *K] (cross-corr).
+
+    1x1 kernels are a matmul over channels (after striding/padding);
+    depthwise kernels (one input channel per group) are per-tap scaled sums
+    and everything else im2col + one GEMM per group and block of samples,
+    both on `_FlatLayout` (long contiguous operations, no strided copies).
+    Where that layout would compute mostly discarded positions (large
+    unpadded kernels on small images) the exact im2col path runs instead.
+    """
+    N, C = x.shape[:2]
+    M = w.shape[0]
+    ks = tuple(w.shape[2:])
+    nd = len(ks)
+    G = group
+    if nd == 0 or x.size == 0 or w.size == 0 or min(pb) < 0 or min(pe) < 0:
+        return _conv_im2col(x, w, b, strides, dils, pb, pe, group)
+    Cg, Mg = C // G, M // G
+    in_sp = x.shape[2:]
+    k_eff = [(ks[i] - 1) * dils[i] + 1 for i in range(nd)]
+    out_sp = [(in_sp[i] + pb[i] + pe[i] - k_eff[i]) // strides[i] + 1 for i in range(nd)]
+    if min(out_sp) <= 0:
+        raise ValueError("Conv output would be empty")
+    if all(k == 1 for k in ks):
+        xs = _pad_constant(x, pb, pe)[_window_slice(2, [0] * nd, strides, out_sp)]
+        return _conv_pointwise(np.ascontiguousarray(xs), w, b, G)
+    lay = _FlatLayout(in_sp, ks, strides, dils, pb, out_sp)
+    if Cg == 1 and G > 1:
+        if Mg > 1:
+            x = np.repeat(x, Mg, axis=1)
+        return _conv_depthwise(x, w, b, lay, out_sp)
+    if lay.S > 1.8 * int(np.prod(out_sp)):
+        return _conv_im2col(x, w, b, strides, dils, pb, pe, group)
+    return _conv_gemm(x, w, b, lay, out_sp, G)
 
 
 def _conv_geometry(attrs, x, w):
@@ -2678,3 +2906,542 @@ def k_rotary_embedding(inputs, attrs, opset):
     y = np.concatenate([rot, keep], axis=-1)
     y = y.transpose(0, 2, 1, 3) if x.ndim == 4 else y.reshape(x.shape)
     return [_as(y, dt)]
+
+
+@kernel("LinearAttention")
+def k_linear_attention(inputs, attrs, opset):
+    """Recurrent linear attention over time with a [B, H_kv, d_k, d_v] state:
+    update rules linear, gated (state *= exp(decay)), delta and gated_delta
+    (value corrected by beta * (v - state^T k)); outputs Y and present state."""
+    q, k, v = inputs[0], inputs[1], inputs[2]
+    past, decay, beta = _get(inputs, 3), _get(inputs, 4), _get(inputs, 5)
+    qh, kvh = int(attrs["q_num_heads"]), int(attrs["kv_num_heads"])
+    rule = attrs.get("update_rule", "gated_delta")
+    if rule not in ("linear", "gated", "delta", "gated_delta"):
+        raise NotImplementedError(f"LinearAttention update_rule '{rule}'")
+    f32 = np.float32
+    b, t = q.shape[0], q.shape[1]
+
+    def heads(x, h):
+        return x.reshape(b, t, h, -1).transpose(0, 2, 1, 3).astype(f32)
+
+    q4, k4, v4 = heads(q, qh), heads(k, kvh), heads(v, kvh)
+    dk, dv = q4.shape[3], v4.shape[3]
+    if decay is not None:
+        g4 = (decay.reshape(b, t, kvh, 1).transpose(0, 2, 1, 3) if decay.shape[-1] == kvh
+              else heads(decay, kvh)).astype(f32)
+    if beta is not None:
+        b4 = beta.reshape(b, t, beta.shape[-1], 1).transpose(0, 2, 1, 3).astype(f32)
+    state = past.astype(f32) if past is not None else np.zeros((b, kvh, dk, dv), f32)
+    scale = attrs.get("scale") or 1.0 / np.sqrt(dk)
+    rep = qh // kvh
+    out = np.zeros((b, qh, t, dv), f32)
+    for i in range(t):
+        kt, vt = k4[:, :, i], v4[:, :, i]
+        if rule in ("gated", "gated_delta"):
+            state = state * np.exp(g4[:, :, i])[..., None]
+        if rule in ("delta", "gated_delta"):
+            vt = b4[:, :, i] * (vt - np.einsum("bhdm,bhd->bhm", state, kt))
+        state = state + kt[..., :, None] * vt[..., None, :]
+        read = np.repeat(state, rep, axis=1) if rep > 1 else state
+        out[:, :, i] = f32(scale) * np.einsum("bhd,bhdm->bhm", q4[:, :, i], read)
+    y = out.transpose(0, 2, 1, 3).reshape(b, t, qh * dv)
+    return [_as(y, q.dtype), _as(state, past.dtype if past is not None else q.dtype)]
+
+
+@kernel("CausalConvWithState")
+def k_causal_conv_with_state(inputs, attrs, opset):
+    """Depthwise causal 1-D convolution [B, C, L] with a carried state of the
+    last k-1 inputs; optional SiLU; outputs Y and the present state."""
+    x, w, bias, past = inputs[0], inputs[1], _get(inputs, 2), _get(inputs, 3)
+    act = attrs.get("activation", "none")
+    if act not in ("none", "silu", "swish"):
+        raise NotImplementedError(f"CausalConvWithState activation '{act}'")
+    bsz, c, n = x.shape
+    k = w.shape[2]
+    pad = np.zeros((bsz, c, k - 1), x.dtype) if past is None else past.astype(x.dtype)
+    padded = np.concatenate([pad, x], axis=2)
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    pf, wf = padded.astype(cdt), w.astype(cdt)
+    y = np.zeros((bsz, c, n), cdt)
+    for j in range(k):
+        y += pf[:, :, j:j + n] * wf[None, :, 0, j, None]
+    if bias is not None:
+        y += bias.astype(cdt)[None, :, None]
+    y = _as(y, x.dtype)
+    if act != "none":
+        yf = y.astype(cdt)
+        y = _as(yf * _sigmoid(yf), x.dtype)
+    return [y, padded[:, :, padded.shape[2] - (k - 1):]]
+
+
+# ----------------------------------------------------------------- recurrent
+
+_RNN_ACTS: dict[str, tuple[Callable, float | None, float | None]] = {
+    # name -> (fn(x, alpha, beta), default alpha, default beta)
+    "relu": (lambda x, a, b: np.maximum(x, 0), None, None),
+    "tanh": (lambda x, a, b: np.tanh(x), None, None),
+    "sigmoid": (lambda x, a, b: _sigmoid(x), None, None),
+    "affine": (lambda x, a, b: a * x + b, 1.0, 0.0),
+    "leakyrelu": (lambda x, a, b: np.where(x >= 0, x, a * x), 0.01, None),
+    "thresholdedrelu": (lambda x, a, b: np.where(x > a, x, 0), 1.0, None),
+    "scaledtanh": (lambda x, a, b: a * np.tanh(b * x), 1.0, 1.0),
+    "hardsigmoid": (lambda x, a, b: np.clip(a * x + b, 0, 1), 0.2, 0.5),
+    "elu": (lambda x, a, b: np.where(x >= 0, x, a * (np.exp(x) - 1)), 1.0, None),
+    "softsign": (lambda x, a, b: x / (1 + np.abs(x)), None, None),
+    "softplus": (lambda x, a, b: np.logaddexp(x, 0), None, None),
+}
+
+
+def _rnn_activations(attrs, defaults: list[str], n_dir: int) -> list[list[Callable]]:
+    """Per direction, the activation functions (alpha/beta bound): the
+    attribute lists them per direction, alphas and betas in order of use."""
+    names = attrs.get("activations") or defaults * n_dir
+    if len(names) == len(defaults) and n_dir == 2:
+        names = names * 2
+    alphas = list(attrs.get("activation_alpha") or [])
+    betas = list(attrs.get("activation_beta") or [])
+    fns = []
+    for name in names:
+        key = name.lower()
+        if key not in _RNN_ACTS:
+            raise NotImplementedError(f"recurrent activation '{name}'")
+        fn, da, db = _RNN_ACTS[key]
+        a = alphas.pop(0) if da is not None and alphas else da
+        b = betas.pop(0) if db is not None and betas else db
+        fns.append(lambda x, fn=fn, a=a, b=b: fn(x, a, b))
+    per = len(defaults)
+    return [fns[d * per:(d + 1) * per] for d in range(n_dir)]
+
+
+def _rnn_run(x, lens, reverse: bool, state, step):
+    """Runs ``step(x_t, state) -> (h, state)`` over x [T, B, I]; batch entry b
+    sees its first lens[b] steps (reversed for the reverse direction);
+    returns Y [T, B, H] (zeros past each length) and the final state."""
+    t_len, bsz = x.shape[0], x.shape[1]
+    ys = None
+    ar = np.arange(bsz)
+    for t in range(t_len):
+        pos = lens - 1 - t if reverse else np.full(bsz, t)
+        active = (pos >= 0) & (pos < lens)
+        if not active.any():
+            continue
+        p = np.clip(pos, 0, t_len - 1)
+        h, new = step(x[p, ar], state)
+        if ys is None:
+            ys = np.zeros((t_len, bsz, h.shape[-1]), h.dtype)
+        m = active[:, None]
+        state = tuple(np.where(m, n_, o_) for n_, o_ in zip(new, state))
+        ys[p[active], ar[active]] = h[active]
+    if ys is None:
+        ys = np.zeros((t_len, bsz, state[0].shape[-1]), state[0].dtype)
+    return ys, state
+
+
+def _recurrent(inputs, attrs, kind: str):
+    x, w, r = inputs[0], inputs[1], inputs[2]
+    bias, lens = _get(inputs, 3), _get(inputs, 4)
+    h0 = _get(inputs, 5)
+    c0 = _get(inputs, 6) if kind == "LSTM" else None
+    peep = _get(inputs, 7) if kind == "LSTM" else None
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    layout = int(attrs.get("layout", 0))
+    if layout:
+        x = np.swapaxes(x, 0, 1)
+        h0 = None if h0 is None else np.swapaxes(h0, 0, 1)
+        c0 = None if c0 is None else np.swapaxes(c0, 0, 1)
+    x = x.astype(cdt)
+    n_dir, hid = w.shape[0], r.shape[-1]
+    t_len, bsz = x.shape[0], x.shape[1]
+    direction = attrs.get("direction", "forward")
+    lens = np.full(bsz, t_len, np.int64) if lens is None else lens.astype(np.int64)
+    clip = attrs.get("clip")
+
+    def cl(v):
+        return np.clip(v, -clip, clip) if clip is not None else v
+
+    defaults = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}[kind]
+    acts = _rnn_activations(attrs, defaults, n_dir)
+    ys, hs, cs = [], [], []
+    for d in range(n_dir):
+        wd, rd = w[d].astype(cdt), r[d].astype(cdt)
+        ng = wd.shape[0] // hid
+        bd = np.zeros(2 * ng * hid, cdt) if bias is None else bias[d].astype(cdt)
+        wb, rb = bd[: ng * hid], bd[ng * hid:]
+        hd = np.zeros((bsz, hid), cdt) if h0 is None else h0[d].astype(cdt)
+        fa = acts[d]
+        if kind == "RNN":
+            def step(xt, st, wd=wd, rd=rd, wb=wb, rb=rb, fa=fa):
+                h = fa[0](cl(xt @ wd.T + st[0] @ rd.T + wb + rb))
+                return h, (h,)
+            state = (hd,)
+        elif kind == "GRU":
+            lbr = int(attrs.get("linear_before_reset", 0))
+
+            def step(xt, st, wd=wd, rd=rd, wb=wb, rb=rb, fa=fa, lbr=lbr):
+                hp = st[0]
+                xw = xt @ wd.T + wb
+                z = fa[0](cl(xw[:, :hid] + hp @ rd[:hid].T + rb[:hid]))
+                rr = fa[0](cl(xw[:, hid:2 * hid] + hp @ rd[hid:2 * hid].T + rb[hid:2 * hid]))
+                if lbr:
+                    hh = fa[1](cl(xw[:, 2 * hid:] + rr * (hp @ rd[2 * hid:].T + rb[2 * hid:])))
+                else:
+                    hh = fa[1](cl(xw[:, 2 * hid:] + (rr * hp) @ rd[2 * hid:].T + rb[2 * hid:]))
+                h = (1 - z) * hh + z * hp
+                return h, (h,)
+            state = (hd,)
+        else:
+            cd = np.zeros((bsz, hid), cdt) if c0 is None else c0[d].astype(cdt)
+            pd = np.zeros(3 * hid, cdt) if peep is None else peep[d].astype(cdt)
+            pi, po, pf = pd[:hid], pd[hid:2 * hid], pd[2 * hid:]
+            coupled = int(attrs.get("input_forget", 0))
+
+            def step(xt, st, wd=wd, rd=rd, wb=wb, rb=rb, fa=fa, pi=pi, po=po, pf=pf, coupled=coupled):
+                hp, cp = st
+                g = xt @ wd.T + hp @ rd.T + wb + rb
+                i = fa[0](cl(g[:, :hid] + pi * cp))
+                f = 1 - i if coupled else fa[0](cl(g[:, 2 * hid:3 * hid] + pf * cp))
+                c = f * cp + i * fa[1](cl(g[:, 3 * hid:]))
+                o = fa[0](cl(g[:, hid:2 * hid] + po * c))
+                h = o * fa[2](c)
+                return h, (h, c)
+            state = (hd, cd)
+        reverse = direction == "reverse" or (direction == "bidirectional" and d == 1)
+        y, st = _rnn_run(x, lens, reverse, state, step)
+        ys.append(y)
+        hs.append(st[0])
+        if kind == "LSTM":
+            cs.append(st[1])
+    y = np.stack(ys, axis=1)  # [T, D, B, H]
+    yh, yc = np.stack(hs), np.stack(cs) if cs else None
+    if layout:
+        y = y.transpose(2, 0, 1, 3)
+        yh = yh.transpose(1, 0, 2)
+        yc = None if yc is None else yc.transpose(1, 0, 2)
+    dt = inputs[0].dtype
+    outs = [_as(y, dt), _as(yh, dt)]
+    if kind == "LSTM":
+        outs.append(_as(yc, dt))
+    return outs
+
+
+@kernel("RNN")
+def k_rnn(inputs, attrs, opset):
+    """Simple RNN: H = f(X W^T + H R^T + Wb + Rb), per direction."""
+    return _recurrent(inputs, attrs, "RNN")
+
+
+@kernel("GRU")
+def k_gru(inputs, attrs, opset):
+    """GRU with gates z, r, h (linear_before_reset as in the spec)."""
+    return _recurrent(inputs, attrs, "GRU")
+
+
+@kernel("LSTM")
+def k_lstm(inputs, attrs, opset):
+    """LSTM with gates i, o, f, c, optional peepholes and input_forget."""
+    return _recurrent(inputs, attrs, "LSTM")
+
+
+# ----------------------------------------------------------------- sampling
+
+
+def _gs_reflect(x, lo, hi):
+    """Reflects coordinates at the borders until they lie in [lo, hi]."""
+    rng = hi - lo
+    if rng <= 0:
+        return np.full_like(x, lo)
+    out = x.copy()
+    below, above = x < lo, x > hi
+    d = np.where(below, lo - x, x - hi)
+    n = np.floor(d / rng)
+    r = d - n * rng
+    even = n % 2 == 0
+    out = np.where(below, np.where(even, lo + r, hi - r), out)
+    out = np.where(above, np.where(even, hi - r, lo + r), out)
+    return out
+
+
+def _cubic_coeffs(t, a=-0.75):
+    """Keys cubic weights of the taps at offsets -1, 0, 1, 2 for fraction t."""
+    def far(s):  # 1 < |s| < 2
+        return ((a * s - 5 * a) * s + 8 * a) * s - 4 * a
+
+    def near(s):  # |s| <= 1
+        return ((a + 2) * s - (a + 3)) * s * s + 1
+
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+
+
+def _gs_taps(x, size: int, mode: str, padding: str, align: bool):
+    """(indices [..., taps], weights [..., taps]) of GridSample along one axis
+    at pixel coordinates x, with the padding rule applied to every tap."""
+    lo, hi = (0.0, size - 1.0) if align else (-0.5, size - 0.5)
+    if mode == "nearest":
+        x = np.rint(x)
+    oob = (x < lo) | (x > hi)
+    if padding == "border":
+        x = np.where(oob, np.clip(x, 0, size - 1), x)
+    elif padding == "reflection":
+        x = np.where(oob, _gs_reflect(x, lo, hi), x)
+    if mode == "nearest":
+        idx = np.trunc(x).astype(np.int64)[..., None]
+        wts = np.ones(idx.shape, x.dtype)
+    else:
+        x0 = np.floor(x)
+        t = x - x0
+        if mode == "linear":
+            offs, wts = np.arange(2), np.stack([1 - t, t], axis=-1)
+        else:
+            offs, wts = np.arange(-1, 3), _cubic_coeffs(t)
+        idx = x0.astype(np.int64)[..., None] + offs
+    if padding == "zeros":
+        valid = (idx >= 0) & (idx < size)
+        wts = np.where(valid, wts, 0)
+    elif padding == "reflection":
+        idx = np.trunc(_gs_reflect(idx.astype(np.float64), lo, hi)).astype(np.int64)
+    return np.clip(idx, 0, size - 1), wts
+
+
+@kernel("GridSample")
+def k_grid_sample(inputs, attrs, opset):
+    """Samples X [N, C, *D] at normalized grid points [N, *out, nd] (x first)
+    by nearest, (bi/tri)linear or bicubic interpolation; zeros, border or
+    reflection padding."""
+    x, grid = inputs[0], inputs[1]
+    mode = attrs.get("mode", "linear" if opset >= 20 else "bilinear")
+    mode = {"bilinear": "linear", "bicubic": "cubic"}.get(mode, mode)
+    padding = attrs.get("padding_mode", "zeros")
+    align = bool(attrs.get("align_corners", 0))
+    n, c, sp = x.shape[0], x.shape[1], x.shape[2:]
+    nd = len(sp)
+    g = grid.astype(np.float32) if grid.dtype in _LOWP else grid
+    taps = []
+    for d in range(nd):
+        gd = g[..., nd - 1 - d]
+        size = sp[d]
+        pix = (gd + 1) / 2 * (size - 1) if align else ((gd + 1) * size - 1) / 2
+        taps.append(_gs_taps(pix, size, mode, padding, align))
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    xf = np.moveaxis(x.astype(cdt), 1, -1)  # [N, *D, C]
+    out_sp = grid.shape[1:-1]
+    nidx = np.arange(n).reshape((n,) + (1,) * len(out_sp))
+    y = np.zeros((n, *out_sp, c), cdt)
+    for combo in itertools.product(*[range(t[0].shape[-1]) for t in taps]):
+        idx = tuple(t[0][..., k] for t, k in zip(taps, combo))
+        wt = reduce(np.multiply, [t[1][..., k] for t, k in zip(taps, combo)])
+        y += xf[(nidx, *idx)] * wt[..., None].astype(cdt)
+    return [_as(np.moveaxis(y, -1, 1), x.dtype)]
+
+
+def _bilinear_zero(img, yy, xx):
+    """img [..., H, W] sampled at float pixel coords (broadcast arrays) with
+    zero outside; result [..., *coords shape]."""
+    h, w = img.shape[-2], img.shape[-1]
+    y0, x0 = np.floor(yy).astype(np.int64), np.floor(xx).astype(np.int64)
+    ty, tx = yy - y0, xx - x0
+    out = 0
+    for dy, wy in ((0, 1 - ty), (1, ty)):
+        for dx, wx in ((0, 1 - tx), (1, tx)):
+            yi, xi = y0 + dy, x0 + dx
+            ok = (yi >= 0) & (yi < h) & (xi >= 0) & (xi < w)
+            v = img[..., np.clip(yi, 0, h - 1), np.clip(xi, 0, w - 1)]
+            out = out + v * np.where(ok, wy * wx, 0)
+    return out
+
+
+@kernel("DeformConv")
+def k_deform_conv(inputs, attrs, opset):
+    """2-D deformable convolution: every kernel tap samples X (bilinear, zero
+    outside) at its regular position plus a learned offset, scaled by mask."""
+    x, w, off = inputs[0], inputs[1], inputs[2]
+    bias, mask = _get(inputs, 3), _get(inputs, 4)
+    if x.ndim != 4:
+        raise NotImplementedError("DeformConv is implemented for 2-D inputs")
+    n, ic, ih, iw = x.shape
+    oc, icg, kh, kw = w.shape
+    group, og = int(attrs.get("group", 1)), int(attrs.get("offset_group", 1))
+    sh, sw = attrs.get("strides") or [1, 1]
+    dh, dw = attrs.get("dilations") or [1, 1]
+    pads = attrs.get("pads") or [0, 0, 0, 0]
+    oh, ow = off.shape[2], off.shape[3]
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    off = off.astype(cdt).reshape(n, og, kh, kw, 2, oh, ow)
+    mask = np.ones((n, og, kh, kw, oh, ow), cdt) if mask is None else \
+        mask.astype(cdt).reshape(n, og, kh, kw, oh, ow)
+    base_y = (np.arange(oh) * sh - pads[0])[:, None] + (np.arange(kh) * dh)[:, None, None, None]
+    base_x = (np.arange(ow) * sw - pads[1])[None, :] + (np.arange(kw) * dw)[None, :, None, None]
+    # sampling positions [N, og, kh, kw, oh, ow]
+    yy = base_y[None, None, :, :] + off[:, :, :, :, 0]
+    xx = base_x[None, None, :, :] + off[:, :, :, :, 1]
+    xg = x.astype(cdt).reshape(n, og, ic // og, ih, iw)
+    cols = np.empty((n, og, ic // og, kh, kw, oh, ow), cdt)
+    for b in range(n):
+        for g in range(og):
+            s = _bilinear_zero(xg[b, g], yy[b, g], xx[b, g])  # [ic/og, kh, kw, oh, ow]
+            cols[b, g] = s * mask[b, g][None]
+    cols = cols.reshape(n, group, icg, kh, kw, oh, ow)
+    wg = w.astype(cdt).reshape(group, oc // group, icg, kh, kw)
+    y = np.einsum("ngcijhw,gocij->ngohw", cols, wg).reshape(n, oc, oh, ow)
+    if bias is not None:
+        y = y + bias.astype(cdt).reshape(1, -1, 1, 1)
+    return [_as(y, x.dtype)]
+
+
+@kernel("RoiAlign")
+def k_roi_align(inputs, attrs, opset):
+    """RoiAlign: average (or max) of bilinear samples on a regular grid in
+    each output bin of every region of interest."""
+    x, rois, bidx = inputs[0], inputs[1], inputs[2]
+    mode = attrs.get("mode", "avg")
+    ph, pw = int(attrs.get("output_height", 1)), int(attrs.get("output_width", 1))
+    ratio = int(attrs.get("sampling_ratio", 0))
+    scale = float(attrs.get("spatial_scale", 1.0))
+    ctm = attrs.get("coordinate_transformation_mode", "half_pixel" if opset >= 16 else "output_half_pixel")
+    half = ctm == "half_pixel"
+    n_c, h, w = x.shape[1], x.shape[2], x.shape[3]
+    cdt = np.float64 if x.dtype == np.float64 else np.float32
+    xf = x.astype(cdt)
+    out = np.zeros((rois.shape[0], n_c, ph, pw), cdt)
+
+    def axis_samples(start, extent, bins, grid, size):
+        pos = start + np.arange(bins)[:, None] * (extent / bins) + \
+            (np.arange(grid)[None, :] + 0.5) * (extent / bins) / grid
+        bad = (pos < -1.0) | (pos > size)
+        p = np.maximum(pos, 0)
+        low = np.trunc(p).astype(np.int64)
+        top = low >= size - 1
+        low = np.where(top, size - 1, low)
+        high = np.where(top, size - 1, low + 1)
+        p = np.where(top, low, p)
+        frac = p - low
+        wl, wh = np.where(bad, 0, 1 - frac), np.where(bad, 0, frac)
+        return low, high, wl, wh  # [bins, grid]
+
+    for r in range(rois.shape[0]):
+        off = 0.5 if half else 0.0
+        x0, y0, x1, y1 = (float(v) * scale - off for v in rois[r, :4])
+        rw, rh = x1 - x0, y1 - y0
+        if not half:
+            rw, rh = max(rw, 1.0), max(rh, 1.0)
+        gh = ratio if ratio > 0 else int(np.ceil(rh / ph))
+        gw = ratio if ratio > 0 else int(np.ceil(rw / pw))
+        yl, yh, wyl, wyh = axis_samples(y0, rh, ph, gh, h)
+        xl, xh, wxl, wxh = axis_samples(x0, rw, pw, gw, w)
+        img = xf[int(bidx[r])]
+        terms = []
+        for yi, wy in ((yl, wyl), (yh, wyh)):
+            for xi, wx in ((xl, wxl), (xh, wxh)):
+                v = img[:, yi[:, :, None, None], xi[None, None, :, :]]  # [C, ph, gh, pw, gw]
+                terms.append(v * (wy[:, :, None, None] * wx[None, None, :, :]))
+        if mode == "avg":
+            out[r] = sum(terms).sum(axis=(2, 4)) / max(gh * gw, 1)
+        else:
+            out[r] = np.max(np.maximum.reduce(terms), axis=(2, 4))
+    return [_as(out, x.dtype)]
+
+
+@kernel("NonMaxSuppression")
+def k_non_max_suppression(inputs, attrs, opset):
+    """Greedy per-class NMS; rows (batch, class, box) in selection order."""
+    boxes, scores = inputs[0], inputs[1]
+    mo, iou_t, score_t = _get(inputs, 2), _get(inputs, 3), _get(inputs, 4)
+    max_out = int(_scalar(mo)) if mo is not None and mo.size else 0
+    iou_t = float(_scalar(iou_t)) if iou_t is not None and iou_t.size else 0.0
+    score_t = float(_scalar(score_t)) if score_t is not None and score_t.size else None
+    center = int(attrs.get("center_point_box", 0))
+    b = boxes.astype(np.float64)
+    if center:
+        cx, cy, bw, bh = b[..., 0], b[..., 1], b[..., 2], b[..., 3]
+        y_lo, y_hi, x_lo, x_hi = cy - bh / 2, cy + bh / 2, cx - bw / 2, cx + bw / 2
+    else:
+        y_lo, y_hi = np.minimum(b[..., 0], b[..., 2]), np.maximum(b[..., 0], b[..., 2])
+        x_lo, x_hi = np.minimum(b[..., 1], b[..., 3]), np.maximum(b[..., 1], b[..., 3])
+    area = (y_hi - y_lo) * (x_hi - x_lo)
+    rows = []
+    for bi in range(scores.shape[0]):
+        for ci in range(scores.shape[1]):
+            s = scores[bi, ci]
+            cand = np.arange(s.shape[0])
+            if score_t is not None:
+                cand = cand[s[cand] > score_t]
+            cand = cand[np.lexsort((cand, -s[cand].astype(np.float64)))]
+            keep: list[int] = []
+            for i in cand:
+                if len(keep) >= max_out:
+                    break
+                ok = True
+                for j in keep:
+                    ih = min(y_hi[bi, i], y_hi[bi, j]) - max(y_lo[bi, i], y_lo[bi, j])
+                    iw = min(x_hi[bi, i], x_hi[bi, j]) - max(x_lo[bi, i], x_lo[bi, j])
+                    if ih <= 0 or iw <= 0:
+                        continue
+                    inter = ih * iw
+                    union = area[bi, i] + area[bi, j] - inter
+                    if area[bi, i] <= 0 or area[bi, j] <= 0 or union <= 0:
+                        continue
+                    if inter / union > iou_t:
+                        ok = False
+                        break
+                if ok:
+                    keep.append(int(i))
+                    rows.append((bi, ci, int(i)))
+    return [np.array(rows, np.int64).reshape(-1, 3)]
+
+
+@kernel("TfIdfVectorizer")
+def k_tfidf_vectorizer(inputs, attrs, opset):
+    """Counts the pool's n-grams (with skips) in each row of integer tokens;
+    TF, IDF or TFIDF weighting; output [B, max(ngram_indexes) + 1]."""
+    x = inputs[0]
+    if attrs.get("pool_strings") or x.dtype.kind not in "iu":
+        raise NotImplementedError("TfIdfVectorizer over strings")
+    pool = list(attrs.get("pool_int64s") or [])
+    counts = list(attrs["ngram_counts"])
+    indexes = list(attrs["ngram_indexes"])
+    lo, hi = int(attrs["min_gram_length"]), int(attrs["max_gram_length"])
+    max_skip = int(attrs["max_skip_count"])
+    mode = attrs["mode"]
+    weights = list(attrs.get("weights") or [])
+    grams: dict[tuple, int] = {}  # n-gram -> output column
+    prefixes: set[tuple] = set()
+    gid = 0
+    for i, start in enumerate(counts):
+        end = counts[i + 1] if i + 1 < len(counts) else len(pool)
+        n = i + 1
+        for j in range(start, end - n + 1, n):
+            if lo <= n <= hi:
+                g = tuple(pool[j:j + n])
+                grams.setdefault(g, indexes[gid])
+                prefixes.update(g[:k] for k in range(1, n + 1))
+            gid += 1
+    size = max(indexes) + 1
+    rows = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
+    freq = np.zeros((rows.shape[0], size), np.float64)
+    for r, row in enumerate(rows.tolist()):
+        length = len(row)
+        for d in range(1, max_skip + 2):
+            smin = lo if d == 1 else max(lo, 2)
+            if smin > hi:
+                break
+            for s in range(length):
+                if s + d * (smin - 1) >= length:
+                    break
+                for n in range(1, hi + 1):
+                    if s + (n - 1) * d >= length:
+                        break
+                    g = tuple(row[s:s + (n - 1) * d + 1:d])
+                    if g not in prefixes:
+                        break
+                    if n >= smin and g in grams:
+                        freq[r, grams[g]] += 1
+    if mode == "TF":
+        y = freq
+    elif mode == "IDF":
+        y = (freq > 0) * (np.asarray(weights) if weights else 1.0)
+    elif mode == "TFIDF":
+        y = freq * (np.asarray(weights) if weights else 1.0)
+    else:
+        raise NotImplementedError(f"TfIdfVectorizer mode '{mode}'")
+    y = y.astype(np.float32)
+    return [y.reshape(size) if x.ndim == 1 else y]

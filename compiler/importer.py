@@ -440,6 +440,9 @@ class _Importer:
         where = f"node{label} ({node.op_type}, opset {self.opset})"
         if node.domain not in ("", "ai.onnx"):
             raise QccError(f"{where}: ops of domain '{node.domain}' are not supported")
+        if node.op_type in ("If", "Loop", "Scan"):
+            self._control_flow(node, where)
+            return
         if node.op_type not in donnx.OPS:
             raise QccError(f"{where}: unsupported op {node.op_type}")
         attrs: dict[str, Any] = {}
@@ -507,6 +510,156 @@ class _Importer:
                 _name_hint(r, name)
                 self.env[name] = t
                 self.values[name] = r
+
+    # ------------------------------------------------------------ control flow
+    # If, Loop and Scan are unrolled while importing: the branch, trip count
+    # and scan length must be static, and the bodies are imported like the
+    # main graph (one copy per iteration, names prefixed with the iteration).
+
+    def _alias(self, name: str, src: str) -> None:
+        self.env[name] = self.env[src]
+        if src in self.values:
+            self.values[name] = self.values[src]
+
+    def _static(self, name: str, where: str, what: str) -> np.ndarray:
+        v = self.env[name]
+        if not isinstance(v, np.ndarray):
+            raise DynamicShapeError(
+                f"{where}: {what} depends on the value of '{name}', which is only known "
+                "at run time; qcc unrolls control flow and needs it to be a constant",
+                name,
+            )
+        return v
+
+    def _inline_graph(self, g: onnx.GraphProto, bindings: dict[str, str], tag: str) -> list[str]:
+        """Imports the nodes of subgraph `g` with its inputs bound to outer
+        tensors; returns the outer names of its outputs."""
+        names = dict(bindings)
+        for t in g.initializer:
+            names[t.name] = f"{tag}/{t.name}"
+            self.env[names[t.name]] = _to_array(t, f"initializer '{t.name}' of {tag}")
+        for n in g.node:
+            c = onnx.NodeProto()
+            c.CopyFrom(n)
+            c.name = f"{tag}/{n.name or n.op_type}"
+            for i, x in enumerate(n.input):
+                if x:
+                    c.input[i] = names.get(x, x)
+            for i, o in enumerate(n.output):
+                if o:
+                    names[o] = c.output[i] = f"{tag}/{o}"
+            for a in c.attribute:
+                if a.type == onnx.AttributeProto.GRAPH:
+                    _rename_outer_refs(a.g, names)
+                elif a.type == onnx.AttributeProto.GRAPHS:
+                    for sg in a.graphs:
+                        _rename_outer_refs(sg, names)
+            self._node(c)
+        return [names.get(o.name, o.name) for o in g.output]
+
+    def _const_input(self, value: np.ndarray, name: str) -> str:
+        self.env[name] = value
+        return name
+
+    def _stack(self, pieces: list[str], axis: int, out: str, tag: str, where: str) -> None:
+        """out = the pieces stacked along a new axis (Unsqueeze + Concat)."""
+        if not pieces:
+            raise QccError(f"{where}: no iterations, so the scan output '{out}' has no static type")
+        parts = []
+        for k, p in enumerate(pieces):
+            name = f"{tag}/stack{k}"
+            if self.opset >= 13:
+                axes = self._const_input(np.array([axis], np.int64), f"{tag}/stack_axes")
+                self._node(onnx.helper.make_node("Unsqueeze", [p, axes], [name], name=name))
+            else:
+                self._node(onnx.helper.make_node("Unsqueeze", [p], [name], name=name, axes=[axis]))
+            parts.append(name)
+        self._node(onnx.helper.make_node("Concat", parts, [out], name=f"{tag}/concat", axis=axis))
+
+    def _control_flow(self, node: onnx.NodeProto, where: str) -> None:
+        graphs = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
+        ints = {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
+        lists = {a.name: list(a.ints) for a in node.attribute if a.type == onnx.AttributeProto.INTS}
+        tag = node.name or node.output[0]
+        if node.op_type == "If":
+            cond = self._static(node.input[0], where, "the branch taken")
+            g = graphs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"]
+            outs = self._inline_graph(g, {}, tag)
+            for name, src in zip(node.output, outs):
+                if name:
+                    self._alias(name, src)
+            return
+        if node.op_type == "Loop":
+            body = graphs["body"]
+            trip = None
+            if node.input[0]:
+                trip = int(self._static(node.input[0], where, "the trip count").reshape(-1)[0])
+            cond = True
+            if len(node.input) > 1 and node.input[1]:
+                cond = bool(self._static(node.input[1], where, "the loop condition").reshape(-1)[0])
+            carried = list(node.input[2:])
+            n_scan = len(body.output) - 1 - len(carried)
+            pieces: list[list[str]] = [[] for _ in range(n_scan)]
+            it = 0
+            while cond and (trip is None or it < trip):
+                if it >= _MAX_UNROLL:
+                    raise QccError(f"{where}: more than {_MAX_UNROLL} iterations to unroll")
+                t = f"{tag}#{it}"
+                binds = {
+                    body.input[0].name: self._const_input(np.array(it, np.int64), f"{t}/iter"),
+                    body.input[1].name: self._const_input(np.array(cond), f"{t}/cond"),
+                }
+                binds.update({vi.name: x for vi, x in zip(body.input[2:], carried)})
+                outs = self._inline_graph(body, binds, t)
+                cond = bool(self._static(outs[0], where, "the loop condition").reshape(-1)[0])
+                carried = outs[1:1 + len(carried)]
+                for k in range(n_scan):
+                    pieces[k].append(outs[1 + len(carried) + k])
+                it += 1
+            for name, src in zip(node.output, carried):
+                if name:
+                    self._alias(name, src)
+            for k, name in enumerate(node.output[len(carried):]):
+                if name:
+                    self._stack(pieces[k], 0, name, f"{tag}/out{k}", where)
+            return
+        # Scan (opset 9+: no batch axis)
+        if self.opset < 9:
+            raise QccError(f"{where}: Scan before opset 9 (with a batch axis) is not supported")
+        body = graphs["body"]
+        n_in = ints["num_scan_inputs"]
+        n_state = len(node.input) - n_in
+        states, scans = list(node.input[:n_state]), list(node.input[n_state:])
+        in_axes = lists.get("scan_input_axes") or [0] * n_in
+        in_dirs = lists.get("scan_input_directions") or [0] * n_in
+        n_out = len(body.output) - n_state
+        out_axes = lists.get("scan_output_axes") or [0] * n_out
+        out_dirs = lists.get("scan_output_directions") or [0] * n_out
+        shape0 = self.env[scans[0]].shape
+        steps = shape0[in_axes[0] % len(shape0)]
+        if steps > _MAX_UNROLL:
+            raise QccError(f"{where}: more than {_MAX_UNROLL} iterations to unroll")
+        pieces = [[] for _ in range(n_out)]
+        for it in range(steps):
+            t = f"{tag}#{it}"
+            binds = {vi.name: x for vi, x in zip(body.input[:n_state], states)}
+            for j, x in enumerate(scans):
+                idx = it if not in_dirs[j] else steps - 1 - it
+                sl = f"{t}/scan_in{j}"
+                index = self._const_input(np.array(idx, np.int64), f"{t}/index{j}")
+                self._node(onnx.helper.make_node("Gather", [x, index], [sl], name=sl, axis=in_axes[j]))
+                binds[body.input[n_state + j].name] = sl
+            outs = self._inline_graph(body, binds, t)
+            states = outs[:n_state]
+            for k in range(n_out):
+                pieces[k].append(outs[n_state + k])
+        for name, src in zip(node.output, states):
+            if name:
+                self._alias(name, src)
+        for k, name in enumerate(node.output[n_state:]):
+            if name:
+                ps = pieces[k][::-1] if out_dirs[k] else pieces[k]
+                self._stack(ps, out_axes[k], name, f"{tag}/out{k}", where)
 
     def _legacy_prelu(self, node: onnx.NodeProto, ins: list) -> tuple[onnx.NodeProto, list]:
         """PRelu before opset 7 applies a 1-D slope per channel (axis 1); the
@@ -579,6 +732,30 @@ class _Importer:
         except Exception as e:
             raise QccError(f"imported IR does not verify: {_first_line(e)}") from None
         return module
+
+
+_MAX_UNROLL = 4096
+
+
+def _rename_outer_refs(g: onnx.GraphProto, names: dict[str, str]) -> None:
+    """Renames, in place, the tensors subgraph `g` (and its own subgraphs)
+    takes from enclosing scopes, after `names`."""
+    local = {vi.name for vi in g.input} | {t.name for t in g.initializer}
+    local |= {o for n in g.node for o in n.output if o}
+    outer = {k: v for k, v in names.items() if k not in local}
+    for n in g.node:
+        for i, x in enumerate(n.input):
+            if x in outer:
+                n.input[i] = outer[x]
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                _rename_outer_refs(a.g, outer)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sg in a.graphs:
+                    _rename_outer_refs(sg, outer)
+    for o in g.output:
+        if o.name in outer:
+            o.name = outer[o.name]
 
 
 def _sparse_to_dense(st: onnx.SparseTensorProto) -> np.ndarray:

@@ -344,6 +344,8 @@ class _Plan:
                 raise _Unplannable()
             t = op.onnx_type
             attrs = op.onnx_attrs()
+            if t == "Split":
+                attrs[NUM_OUTPUTS] = len(op.results)
             ins = tuple(slot[v] for v in op.operands)
             outs = []
             for r in op.results:

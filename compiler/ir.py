@@ -18,12 +18,13 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
 from qcc.dialects.onnx import ONNX, elide_constants
+from qcc.dialects.quant import QUANT
 from qcc.errors import QccError
 
 
 def qcc_context() -> Context:
     ctx = Context()
-    for d in (builtin.Builtin, func.Func, arith.Arith, ONNX):
+    for d in (builtin.Builtin, func.Func, arith.Arith, ONNX, QUANT):
         ctx.load_dialect(d)
     return ctx
 

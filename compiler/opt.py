@@ -36,10 +36,11 @@ class _DiagnosticsMismatch(Exception):
 class QccOptMain(xDSLOptMain):
     def register_all_dialects(self):
         super().register_all_dialects()
-        from qcc.dialects.onnx import ONNX
+        from qcc.universe import QCC_DIALECTS
 
-        if "onnx" not in self.ctx.registered_dialect_names:
-            self.ctx.register_dialect("onnx", lambda: ONNX)
+        for name, factory in QCC_DIALECTS.items():
+            if name not in self.ctx.registered_dialect_names:
+                self.ctx.register_dialect(name, factory)
 
     def register_all_passes(self):
         super().register_all_passes()

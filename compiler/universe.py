@@ -12,12 +12,21 @@ def _onnx_dialect():
     return ONNX
 
 
+def _quant_dialect():
+    from qcc.dialects.quant import QUANT
+
+    return QUANT
+
+
+QCC_DIALECTS = {"onnx": _onnx_dialect, "quant": _quant_dialect}
+
+
 def all_passes() -> dict:
     """Pass name -> factory of the pass class; every qcc pass is listed here."""
     return {}
 
 
 QCC_UNIVERSE = Universe(
-    all_dialects={"onnx": _onnx_dialect},
+    all_dialects=QCC_DIALECTS,
     all_passes=all_passes(),
 )

@@ -557,6 +557,8 @@ ONNX_OP_TYPES: tuple[str, ...] = tuple(
     HammingWindow HannWindow MaxUnpool MelWeightMatrix NegativeLogLikelihoodLoss
     RMSNormalization RotaryEmbedding STFT SoftmaxCrossEntropyLoss SwiGLU
     TensorScatter Unique
+    CausalConvWithState DeformConv GRU GridSample LSTM LinearAttention
+    NonMaxSuppression RNN RoiAlign TfIdfVectorizer
     """.split()
 )
 

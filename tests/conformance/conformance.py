@@ -184,9 +184,43 @@ def _assert_similar_outputs(ref_outputs, outputs, rtol, atol, model_dir=None) ->
 
 
 def _upstream_inputs(graph: onnx.GraphProto, tensor: str, inputs: set[str]) -> set[str]:
-    """Graph inputs among `inputs` that `tensor` is computed from."""
-    producer = {o: n for n in graph.node for o in n.output if o}
-    seen, todo, found = set(), [tensor], set()
+    """Graph inputs among `inputs` that `tensor` is computed from.
+
+    Subgraphs count: a node's inputs include what its subgraphs read, and a
+    subgraph input stands for its owner's inputs. Tensors the importer made
+    while unrolling control flow are named `<scope>/<name>`; the longest
+    known suffix is used.
+    """
+    producer: dict[str, list[str]] = {}  # tensor -> tensors it is computed from
+
+    def nested_reads(n: onnx.NodeProto) -> list[str]:
+        reads = [x for x in n.input if x]
+        for a in n.attribute:
+            for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
+                       list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
+                for m in sg.node:
+                    reads += nested_reads(m)
+        return reads
+
+    def walk(g: onnx.GraphProto, owner_reads: list[str] | None) -> None:
+        if owner_reads is not None:
+            for vi in g.input:
+                producer.setdefault(vi.name, owner_reads)
+        for n in g.node:
+            reads = nested_reads(n)
+            for o in n.output:
+                if o:
+                    producer[o] = reads
+            for a in n.attribute:
+                for sg in ([a.g] if a.type == onnx.AttributeProto.GRAPH else
+                           list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else []):
+                    walk(sg, reads)
+
+    walk(graph, None)
+    parts = tensor.split("/")
+    start = next((("/".join(parts[i:])) for i in range(len(parts))
+                  if "/".join(parts[i:]) in producer or "/".join(parts[i:]) in inputs), tensor)
+    seen, todo, found = set(), [start], set()
     while todo:
         t = todo.pop()
         if t in seen:
@@ -195,7 +229,7 @@ def _upstream_inputs(graph: onnx.GraphProto, tensor: str, inputs: set[str]) -> s
         if t in inputs:
             found.add(t)
         elif t in producer:
-            todo.extend(x for x in producer[t].input if x)
+            todo.extend(producer[t])
     return found
 
 

@@ -1,0 +1,317 @@
+"""qcc's integer arithmetic, defined once (docs/numerics.md explains it).
+
+Owns every integer formula that quantized IR means: value ranges of a width,
+choosing scale/zero point, quantize/dequantize, the fixed-point requantization
+multiplier and its TFLite-compatible rounding, the accumulator-width proof, and
+sub-byte packing. The integer interpreter, the lowering pass and the C/LLVM
+backends all take their arithmetic from here; nothing else restates it.
+
+All integer work is done in numpy int64 with explicit saturation, so the
+results are exactly those of the 32-bit (or 64-bit) C code the backends emit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+INT32_MIN, INT32_MAX = -(1 << 31), (1 << 31) - 1
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+WIDTHS = (2, 4, 8, 16)
+
+
+def qrange(bits: int, signed: bool = True, narrow: bool = False) -> tuple[int, int]:
+    """Integer range of a `bits`-wide value; `narrow` drops the most negative code
+    (symmetric weights use [-(2^(b-1)-1), 2^(b-1)-1] so that -w never overflows)."""
+    if signed:
+        lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+        return (lo + 1 if narrow else lo), hi
+    return 0, (1 << bits) - 1
+
+
+def storage_dtype(bits: int, signed: bool = True) -> np.dtype:
+    """The numpy type an unpacked value of this width lives in."""
+    for b, s, u in ((8, np.int8, np.uint8), (16, np.int16, np.uint16), (32, np.int32, np.uint32)):
+        if bits <= b:
+            return np.dtype(s if signed else u)
+    return np.dtype(np.int64 if signed else np.uint64)
+
+
+def round_half_away(x: np.ndarray) -> np.ndarray:
+    """C's round()/std::round: ties away from zero (TFLite's TfLiteRound)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+
+
+# ----------------------------------------------------------- parameters
+
+
+@dataclass(frozen=True)
+class QParams:
+    """Scale(s) and zero point(s) of one quantized tensor. `axis` is None for
+    per-tensor parameters, else the channel axis the arrays run along."""
+
+    bits: int
+    signed: bool
+    scale: tuple[float, ...]
+    zero_point: tuple[int, ...]
+    axis: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.bits not in (2, 4, 8, 16, 32):
+            raise ValueError(f"bit width {self.bits} is not one of 2, 4, 8, 16, 32")
+        if len(self.scale) != len(self.zero_point) or not self.scale:
+            raise ValueError("scales and zero points must be non-empty and of equal length")
+        if self.axis is None and len(self.scale) != 1:
+            raise ValueError("per-tensor parameters have exactly one scale")
+        lo, hi = qrange(self.bits, self.signed)
+        for s in self.scale:
+            if not (math.isfinite(s) and s > 0):
+                raise ValueError(f"scale {s} must be positive and finite")
+        for z in self.zero_point:
+            if not lo <= z <= hi:
+                raise ValueError(f"zero point {z} is outside [{lo}, {hi}] of {self.bits}-bit values")
+
+    @property
+    def qmin(self) -> int:
+        return qrange(self.bits, self.signed)[0]
+
+    @property
+    def qmax(self) -> int:
+        return qrange(self.bits, self.signed)[1]
+
+    def scale_array(self, ndim: int = 0) -> np.ndarray:
+        """Scales shaped to broadcast against a tensor of rank `ndim`."""
+        return self._shaped(np.asarray(self.scale, np.float64), ndim)
+
+    def zp_array(self, ndim: int = 0) -> np.ndarray:
+        return self._shaped(np.asarray(self.zero_point, np.int64), ndim)
+
+    def _shaped(self, a: np.ndarray, ndim: int) -> np.ndarray:
+        if self.axis is None:
+            return a.reshape(()) if a.size == 1 else a
+        shape = [1] * ndim
+        shape[self.axis] = a.size
+        return a.reshape(shape)
+
+
+def choose_qparams(lo: float, hi: float, bits: int, *, signed: bool = True,
+                   symmetric: bool = False) -> QParams:
+    """Per-tensor parameters covering [lo, hi] (extended to contain 0, so that
+    zero — padding, ReLU's floor — is exact). Asymmetric: scale=(hi-lo)/(qmax-qmin),
+    zero point rounded half away from zero and clamped; symmetric: zero point 0,
+    scale = max(|lo|, |hi|) / qmax."""
+    lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
+    qmin, qmax = qrange(bits, signed)
+    if symmetric:
+        scale = max(-lo, hi) / qmax
+        zp = 0 if signed else (qmax + 1) // 2
+    else:
+        scale = (hi - lo) / (qmax - qmin)
+        zp = None
+    if not scale > 0 or not math.isfinite(scale):
+        scale = 1e-8 if not math.isfinite(scale) or scale <= 0 else scale
+    if zp is None:
+        zp = int(np.clip(round_half_away(qmin - lo / scale), qmin, qmax))
+    return QParams(bits, signed, (scale,), (zp,))
+
+
+def weight_qparams(w: np.ndarray, bits: int, axis: int | None = 0) -> QParams:
+    """Symmetric, narrow-range parameters for a weight tensor, per channel along
+    `axis` (None: per tensor). A channel of zeros gets scale 1 (any scale is exact)."""
+    qmax = qrange(bits, True, narrow=True)[1]
+    if axis is None:
+        m = np.array([np.abs(w).max(initial=0.0)])
+    else:
+        red = tuple(i for i in range(w.ndim) if i != axis)
+        m = np.abs(w).max(axis=red, initial=0.0).reshape(-1)
+    scale = np.where(m > 0, m / qmax, 1.0)
+    return QParams(bits, True, tuple(float(s) for s in scale), tuple(0 for _ in scale), axis)
+
+
+# ------------------------------------------------------ quantize / dequantize
+
+
+def quantize(x: np.ndarray, qp: QParams, *, narrow: bool = False) -> np.ndarray:
+    """q = clamp(round_half_away(x / scale) + zp, qmin, qmax), in storage dtype."""
+    x = np.asarray(x, np.float64)
+    lo, hi = qrange(qp.bits, qp.signed, narrow)
+    q = round_half_away(x / qp.scale_array(x.ndim)) + qp.zp_array(x.ndim)
+    return np.clip(q, lo, hi).astype(storage_dtype(qp.bits, qp.signed))
+
+
+def dequantize(q: np.ndarray, qp: QParams) -> np.ndarray:
+    """x = (q - zp) * scale, computed in float64 and returned as float32."""
+    q = np.asarray(q)
+    return ((q.astype(np.int64) - qp.zp_array(q.ndim)) * qp.scale_array(q.ndim)).astype(np.float32)
+
+
+def fake_quantize(x: np.ndarray, qp: QParams, *, narrow: bool = False) -> np.ndarray:
+    return dequantize(quantize(x, qp, narrow=narrow), qp)
+
+
+# ------------------------------------------------------- requantization
+
+
+def quantize_multiplier(real: float) -> tuple[int, int]:
+    """TFLite's QuantizeMultiplier: real = m0 * 2^(shift - 31) with m0 in
+    [2^30, 2^31) (Q0.31), or (0, 0) for zero. Positive shift = left shift."""
+    if real < 0 or not math.isfinite(real):
+        raise ValueError(f"requantization multiplier {real} must be finite and non-negative")
+    if real == 0:
+        return 0, 0
+    frac, shift = math.frexp(real)  # real = frac * 2^shift, frac in [0.5, 1)
+    m0 = int(round_half_away(frac * (1 << 31)))
+    if m0 == 1 << 31:
+        m0 //= 2
+        shift += 1
+    if shift < -31:  # too small to matter: the product rounds to zero anyway
+        return 0, 0
+    if shift > 30:
+        raise ValueError(f"requantization multiplier {real} is too large for a 32-bit shift")
+    return m0, shift
+
+
+def quantize_multipliers(reals: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    pairs = [quantize_multiplier(float(r)) for r in np.asarray(reals, np.float64).reshape(-1)]
+    return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
+
+
+def _c_div_pow2_trunc(x: np.ndarray, n: int) -> np.ndarray:
+    """C integer division by 2^n (truncation toward zero) on int64."""
+    d = np.int64(1) << np.int64(n)
+    q = np.abs(x) // d
+    return np.where(x < 0, -q, q)
+
+
+def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int32 values held in int64."""
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    overflow = (a == INT32_MIN) & (b == INT32_MIN)
+    ab = a * b
+    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
+    res = _c_div_pow2_trunc(ab + nudge, 31)
+    return np.where(overflow, np.int64(INT32_MAX), res)
+
+
+def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
+    """gemmlowp's RoundingDivideByPOT: x / 2^exponent, ties away from zero."""
+    x = np.asarray(x, np.int64)
+    e = np.asarray(exponent, np.int64)
+    mask = (np.int64(1) << e) - 1
+    remainder = x & mask
+    threshold = (mask >> 1) + (x < 0)
+    return (x >> e) + (remainder > threshold)
+
+
+def requantize32(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier for int32 accumulators:
+    RoundingDivideByPOT(SaturatingRoundingDoublingHighMul(acc << left, m0), right).
+    The left shift saturates to int32 (TFLite leaves that overflow undefined)."""
+    acc = np.asarray(acc, np.int64)
+    shift = np.asarray(shift, np.int64)
+    left = np.maximum(shift, 0)
+    right = np.maximum(-shift, 0)
+    x = np.clip(acc << left, INT32_MIN, INT32_MAX)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m0), right)
+
+
+def requantize64(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """TFLite's MultiplyByQuantizedMultiplier for int64 accumulators (its 16x8
+    kernels): the Q0.31 multiplier reduced to 16 bits with rounding, then
+    (acc * m + 2^(14-shift)) >> (15 - shift), saturated to int32. Exact for
+    |acc| < 2^47, which `accumulator_bits` proves; shift must be < 8."""
+    acc = np.asarray(acc, np.int64)
+    m0 = np.asarray(m0, np.int64)
+    shift = np.asarray(shift, np.int64)
+    if np.any(shift >= 8):
+        raise ValueError("64-bit requantization needs a multiplier below 128 (shift < 8)")
+    reduced = np.where(m0 < 0x7FFF0000, (m0 + (1 << 15)) >> 16, 0x7FFF)
+    total = 15 - shift
+    rnd = np.int64(1) << (total - 1)
+    return np.clip((acc * reduced + rnd) >> total, INT32_MIN, INT32_MAX)
+
+
+def requantize(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray, acc_bits: int) -> np.ndarray:
+    if acc_bits == 32:
+        return requantize32(acc, m0, shift)
+    if acc_bits == 64:
+        return requantize64(acc, m0, shift)
+    raise ValueError(f"accumulator width {acc_bits} is not 32 or 64")
+
+
+def saturate(x: np.ndarray, lo: int, hi: int, bits: int, signed: bool = True) -> np.ndarray:
+    return np.clip(x, lo, hi).astype(storage_dtype(bits, signed))
+
+
+# --------------------------------------------------- accumulator proofs
+
+
+def dot_bound(abs_weight_sums: np.ndarray, x_max_abs: int, bias_max_abs: int | np.ndarray = 0) -> int:
+    """An exact upper bound of |Σ_k (x_k - zp) w_k + bias| over every possible input:
+    max over output channels of Σ_k |w_k| · max|x - zp| + |bias|. The weights are
+    constants, so the bound is tight for the worst input, not a guess from widths."""
+    s = np.asarray(abs_weight_sums, dtype=object) * int(x_max_abs) + np.asarray(bias_max_abs, dtype=object)
+    return int(np.max(s)) if np.size(s) else 0
+
+
+def accumulator_bits(bound: int) -> int:
+    """32 when |acc| <= 2^31 - 1 is proven, else 64; past 2^47 the 64-bit
+    requantization would no longer be exact, and qcc refuses."""
+    if bound <= INT32_MAX:
+        return 32
+    if bound < (1 << 47):
+        return 64
+    raise ValueError(f"accumulator bound {bound} exceeds 2^47; use narrower weights or activations")
+
+
+def input_max_abs(qp: QParams) -> int:
+    """max |q - zp| over every code q of the input's width."""
+    zp = max(qp.zero_point, key=abs) if qp.axis is not None else qp.zero_point[0]
+    return max(qp.qmax - zp, zp - qp.qmin)
+
+
+# ---------------------------------------------------------- sub-byte packing
+
+
+def packed_size(count: int, bits: int) -> int:
+    """Bytes that `count` values of `bits` (2, 4, 8, 16) occupy, packed."""
+    return (count * bits + 7) // 8
+
+
+def pack(values: np.ndarray, bits: int) -> np.ndarray:
+    """Packs signed `bits`-wide integers into bytes, little-endian: element 0 in
+    the lowest bits of byte 0 (the CMSIS-NN int4 order). 8/16-bit values are
+    stored as their little-endian bytes."""
+    v = np.asarray(values).reshape(-1).astype(np.int64)
+    if bits in (8, 16):
+        return v.astype(f"<i{bits // 8}").view(np.uint8).copy()
+    if bits not in (2, 4):
+        raise ValueError(f"cannot pack {bits}-bit values")
+    per = 8 // bits
+    u = (v & ((1 << bits) - 1)).astype(np.uint8)
+    pad = (-u.size) % per
+    u = np.concatenate([u, np.zeros(pad, np.uint8)]).reshape(-1, per)
+    out = np.zeros(u.shape[0], np.uint8)
+    for i in range(per):
+        out |= u[:, i] << np.uint8(i * bits)
+    return out
+
+
+def unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
+    """Inverse of `pack`: `count` signed values as int8 (int16 for 16-bit)."""
+    p = np.asarray(packed, np.uint8).reshape(-1)
+    if bits in (8, 16):
+        return p[: count * bits // 8].view(f"<i{bits // 8}").astype(storage_dtype(bits))
+    if bits not in (2, 4):
+        raise ValueError(f"cannot unpack {bits}-bit values")
+    per = 8 // bits
+    mask = (1 << bits) - 1
+    u = np.stack([(p >> np.uint8(i * bits)) & mask for i in range(per)], axis=1).reshape(-1)[:count]
+    s = u.astype(np.int16)
+    s = np.where(s >= (1 << (bits - 1)), s - (1 << bits), s)
+    return s.astype(np.int8)
