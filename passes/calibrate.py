@@ -1,0 +1,225 @@
+"""`calibrate`: float inference over calibration data; every float tensor gets
+its quantization range for each candidate activation width.
+
+    qcc-opt model.mlir -p 'calibrate{data="calib.npz" method="mse" bits="4,8"}'
+
+Writes, on every op with a float tensor result (and on @main's arguments):
+    qcc.ranges = {i4 = array<f64: lo, hi>, i8 = array<f64: lo, hi>}
+    qcc.stats  = array<f64: min, max, mean_square>
+and on the module `qcc.calibration = {method, samples, source}`. The statistics
+come from `qcc.calibration_ranges` (streaming min/max and a reservoir sample).
+
+Without data (`data=""`), the fallback runs the model on `synthetic` samples of
+N(0, 1) noise (fixed seed) and records `source = "synthetic"`: the build works,
+the report flags that its ranges do not reflect real inputs.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import (
+    ArrayAttr,
+    BFloat16Type,
+    DenseArrayBase,
+    DictionaryAttr,
+    Float16Type,
+    Float32Type,
+    Float64Type,
+    IntegerAttr,
+    ModuleOp,
+    StringAttr,
+    TensorType,
+    f64,
+    i64,
+)
+from xdsl.ir import Operation, SSAValue
+from xdsl.passes import ModulePass
+
+from qcc.calibration_ranges import TensorStats, choose_range
+from qcc.errors import QccError
+
+RANGES = "qcc.ranges"
+STATS = "qcc.stats"
+CALIBRATION = "qcc.calibration"
+ACTIVATION_WIDTHS = (4, 8, 16)
+
+
+def parse_bits(text: str | Sequence[int]) -> tuple[int, ...]:
+    """'4,8' -> (4, 8); every width must be one of 2, 4, 8, 16."""
+    try:
+        bits = tuple(sorted({int(b) for b in (text.split(",") if isinstance(text, str) else text)}))
+    except ValueError:
+        raise QccError(f"--bits '{text}': expected a comma-separated list of 2, 4, 8, 16") from None
+    if not bits or any(b not in (2, 4, 8, 16) for b in bits):
+        raise QccError(f"--bits '{text}': widths must be among 2, 4, 8, 16")
+    return bits
+
+
+def activation_widths(bits: Sequence[int]) -> tuple[int, ...]:
+    """Activations are 4, 8 or 16 bits; a 2-bit candidate applies to weights only."""
+    a = tuple(b for b in bits if b in ACTIVATION_WIDTHS)
+    return a or (8,)
+
+
+def _is_float_tensor(t) -> bool:
+    return isinstance(t, TensorType) and isinstance(t.element_type, Float16Type | Float32Type | Float64Type
+                                                   | BFloat16Type)
+
+
+def range_key(bits: int) -> str:
+    return f"i{bits}"
+
+
+def collect_stats(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
+                  progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[dict[Operation, TensorStats], list[TensorStats]]:
+    """Runs the float interpreter over `inputs`; statistics of every op's first
+    float result and of every @main argument."""
+    from qcc.interpreter import io_names, main_func, run_samples
+
+    fn = main_func(module)
+    op_stats: dict[Operation, TensorStats] = {}
+    in_names, _ = io_names(fn)
+    arg_stats = [TensorStats() for _ in fn.args]
+    for s, name, a in zip(arg_stats, in_names, fn.args):
+        if _is_float_tensor(a.type):
+            s.update(np.asarray(inputs[name], np.float32))
+
+    def observe(op: Operation, results) -> None:
+        if not op.results or not _is_float_tensor(op.results[0].type):
+            return
+        st = op_stats.get(op)
+        if st is None:
+            st = op_stats[op] = TensorStats()
+        st.update(np.asarray(results[0]))
+
+    run_samples(module, inputs, chunk=chunk, progress=progress, observer=observe)
+    return op_stats, arg_stats
+
+
+def _ranges_attr(stats: TensorStats, method: str, widths: Sequence[int]) -> DictionaryAttr:
+    out = {}
+    for b in widths:
+        lo, hi = choose_range(stats, method, b, signed=True, symmetric=(b == 16))
+        out[range_key(b)] = DenseArrayBase.from_list(f64, [float(lo), float(hi)])
+    return DictionaryAttr(out)
+
+
+def _stats_attr(stats: TensorStats) -> DenseArrayBase:
+    s = stats.sample()
+    ms = float(np.mean(np.square(s, dtype=np.float64))) if s.size else 0.0
+    return DenseArrayBase.from_list(f64, [float(stats.min), float(stats.max), ms])
+
+
+def synthetic_inputs(module: ModuleOp, samples: int = 32, seed: int = 0) -> dict[str, np.ndarray]:
+    """N(0, 1) noise shaped like @main's inputs: the no-data fallback."""
+    from qcc.dialects.onnx import numpy_dtype
+    from qcc.interpreter import io_names, main_func
+
+    fn = main_func(module)
+    rng = np.random.default_rng(seed)
+    names, _ = io_names(fn)
+    out = {}
+    for n, a in zip(names, fn.args):
+        shape = tuple(a.type.get_shape())
+        per = shape[1:] if shape and shape[0] == 1 else shape
+        dt = numpy_dtype(a.type.element_type)
+        x = rng.standard_normal((samples, *per))
+        out[n] = x.astype(dt) if dt.kind == "f" else np.zeros((samples, *per), dt)
+    return out
+
+
+def annotate(module: ModuleOp, op_stats: Mapping[Operation, TensorStats], arg_stats: Sequence[TensorStats],
+             method: str, widths: Sequence[int], samples: int, source: str) -> None:
+    from qcc.interpreter import main_func
+
+    fn = main_func(module)
+    for op, st in op_stats.items():
+        op.attributes[RANGES] = _ranges_attr(st, method, widths)
+        op.attributes[STATS] = _stats_attr(st)
+    arg_attrs = list(fn.arg_attrs.data) if fn.arg_attrs is not None else [DictionaryAttr({}) for _ in fn.args]
+    for i, (a, st) in enumerate(zip(fn.args, arg_stats)):
+        if _is_float_tensor(a.type) and st.count:
+            d = dict(arg_attrs[i].data)
+            d[RANGES] = _ranges_attr(st, method, widths)
+            d[STATS] = _stats_attr(st)
+            arg_attrs[i] = DictionaryAttr(d)
+    fn.arg_attrs = ArrayAttr(arg_attrs)
+    module.attributes[CALIBRATION] = DictionaryAttr({
+        "method": StringAttr(method), "samples": IntegerAttr(samples, i64), "source": StringAttr(source)})
+
+
+def arg_value_attrs(module: ModuleOp, v: SSAValue) -> dict:
+    """The attribute dict carrying ranges for `v` (an op result or a @main argument)."""
+    from qcc.interpreter import main_func
+
+    owner = v.owner
+    if isinstance(owner, Operation):
+        return owner.attributes
+    fn = main_func(module)
+    return dict(fn.arg_attrs.data[v.index].data) if fn.arg_attrs is not None else {}
+
+
+def tensor_range(attrs, bits: int) -> tuple[float, float] | None:
+    r = attrs.get(RANGES)
+    if r is None:
+        return None
+    a = r.data.get(range_key(bits))
+    if a is None:
+        return None
+    lo, hi = a.iter_values()
+    return float(lo), float(hi)
+
+
+def load_calibration_file(path: str) -> dict[str, np.ndarray]:
+    from qcc.cli import load_npz
+
+    return load_npz(path)
+
+
+@dataclass(frozen=True)
+class CalibratePass(ModulePass):
+    """Float inference over `data` (an .npz keyed by input name); ranges by `method`."""
+
+    name = "calibrate"
+
+    data: str = ""
+    method: str = "minmax"
+    bits: str = "4,8"
+    samples: int = 0  # 0: all samples in the file
+    chunk: int = 64
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from qcc.calibration_ranges import METHODS
+
+        if self.method not in METHODS:
+            raise QccError(f"calibration method '{self.method}' is not one of {', '.join(METHODS)}")
+        widths = activation_widths(parse_bits(self.bits))
+        if self.data:
+            inputs = load_calibration_file(self.data)
+            source = self.data
+        else:
+            inputs = synthetic_inputs(op)
+            source = "synthetic"
+        if self.samples:
+            inputs = {k: v[: self.samples] for k, v in inputs.items()}
+        n = min((len(v) for v in inputs.values()), default=0)
+        if n == 0:
+            raise QccError(f"calibration data {source}: no samples")
+        progress = _tty_progress("calibrate")
+        op_stats, arg_stats = collect_stats(op, inputs, chunk=self.chunk, progress=progress)
+        annotate(op, op_stats, arg_stats, self.method, widths, n, source)
+
+
+def _tty_progress(label: str) -> Callable[[int, int], None] | None:
+    if not sys.stderr.isatty():
+        return None
+    from qcc.cli import Progress
+
+    return Progress(label)
+
