@@ -28,9 +28,9 @@ Methods:
   clipped into [min, max], extended to include 0.  Requires 50 <= p <= 100.
 * ``mse``: minimizes the mean squared error of `fake_quantize` on the sample
   over candidate ranges r * extents (both ends scaled by the same ratio r):
-  40 log-spaced ratios in [1e-4, 1], then 60 linear ratios between the
+  32 log-spaced ratios in [1e-4, 1], then 32 linear ratios between the
   neighbours of the best one.  Asymmetric ranges with both signs are then
-  refined one end at a time (the other fixed), 30 + 30 ratios of that end's
+  refined one end at a time (the other fixed), 24 + 24 ratios of that end's
   extent each.  minmax is the starting point and only strictly smaller errors
   replace it, so the result is never worse than minmax on the sample.
 * ``entropy``: TensorRT-style KL calibration on a 2048-bin histogram of the
@@ -357,12 +357,12 @@ def _mse_range(smp, lo0, hi0, bits, signed, symmetric):
         return quantization_mse(smp, lo, hi, bits, signed, symmetric=symmetric)
 
     # Joint ratio of both ends; minmax (r = 1) is the starting point.
-    r, e = _search(lambda r: mse(r * lo0, r * hi0), 40, 60, 1.0, mse(lo0, hi0))
+    r, e = _search(lambda r: mse(r * lo0, r * hi0), 32, 32, 1.0, mse(lo0, hi0))
     lo, hi = (lo0, hi0) if r == 1.0 else (r * lo0, r * hi0)
     if not symmetric and lo0 < 0 < hi0:  # then each end alone, the other one fixed
-        r, e = _search(lambda r: mse(r * lo0, hi), 30, 30, lo / lo0, e)
+        r, e = _search(lambda r: mse(r * lo0, hi), 24, 24, lo / lo0, e)
         lo = r * lo0 if r != lo / lo0 else lo
-        r, e = _search(lambda r: mse(lo, r * hi0), 30, 30, hi / hi0, e)
+        r, e = _search(lambda r: mse(lo, r * hi0), 24, 24, hi / hi0, e)
         hi = r * hi0 if r != hi / hi0 else hi
     return lo, hi
 
@@ -390,12 +390,19 @@ def _xlogx(c: np.ndarray) -> np.ndarray:
 
 def _kl_threshold(v: np.ndarray, levels: int, extent: float) -> float:
     """The KL-optimal clipping threshold of the non-negative values v (module docstring)."""
-    nb = _HIST_BINS
-    if levels >= nb:
+    if levels >= _HIST_BINS:
         return extent
     vmax = float(v.max()) if v.size else 0.0
     if not vmax > 0:
         return 0.0
+    i, kl = _kl_curve(v, levels, vmax)
+    best = int(np.argmin(kl))
+    return min(float(i[best]) * vmax / _HIST_BINS, extent)
+
+
+def _kl_curve(v: np.ndarray, levels: int, vmax: float):
+    """(candidate numbers of kept bins i, smoothed KL(P || Q) of each) for v >= 0, vmax > 0."""
+    nb = _HIST_BINS
     idx = np.minimum((v.astype(np.float64) * (nb / vmax)).astype(np.int64), nb - 1)
     c = np.bincount(idx, minlength=nb).astype(np.float64)
     n_all = c.sum()
@@ -420,6 +427,4 @@ def _kl_threshold(v: np.ndarray, levels: int, extent: float) -> float:
     p_log_p = (xlx[i - 1] + _xlogx(c_last + out)) / n_all - math.log(n_all)
     p_log_q = ((s * np.log(a + eps[:, None])).sum(axis=1) + out * np.log(q_last + eps)) / n_all \
         - math.log1p(_KL_SMOOTHING)
-    kl = p_log_p - p_log_q
-    best = int(np.argmin(kl))
-    return min(float(i[best]) * vmax / nb, extent)
+    return i, p_log_p - p_log_q

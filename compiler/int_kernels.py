@@ -75,6 +75,14 @@ def _channel_params(op: q.QuantOp, ndim: int, axis: int):
     return m0.reshape(shape), shift.reshape(shape)
 
 
+def _exact_float(op: q.QuantOp) -> type:
+    """float32 when every partial sum of the dot product is provably below 2^24
+    (exact in its 24-bit mantissa, whatever order BLAS sums in), else float64
+    (exact below 2^53, and the accumulator proof caps sums at 2^47)."""
+    bound = q.accumulator_bound(op)
+    return np.float32 if bound is not None and bound < (1 << 24) else np.float64
+
+
 def _const_values(v) -> np.ndarray | None:
     owner = v.owner
     return owner.values() if isinstance(owner, q.ConstantOp) else None
@@ -131,10 +139,11 @@ def _conv(op):
     zp = x.zero_point[0]
     bshape = [1] * nd
     bshape[1] = -1
+    ft = _exact_float(op)
 
     def run(ins):
-        wf = (ins[1] if w is None else w).astype(np.float64)
-        xf = ins[0].astype(np.float64) - zp  # padding with 0 here is padding with zp
+        wf = (ins[1] if w is None else w).astype(ft)
+        xf = ins[0].astype(ft) - ft(zp)  # padding with 0 here is padding with zp
         acc = np.rint(conv([xf, wf], attrs, 18)[0]).astype(np.int64)
         b = bias if bias is not None else (ins[2] if len(ins) > 2 else None)
         if b is not None:
@@ -154,10 +163,11 @@ def _fully_connected(op):
     lo, hi = _clamp_bounds(op)
     acc_bits = op.attr("acc_bits")
     zp = x.zero_point[0]
+    ft = _exact_float(op)
 
     def run(ins):
-        wf = (ins[1] if w is None else w).astype(np.float64)
-        acc = np.rint((ins[0].astype(np.float64) - zp) @ wf.T).astype(np.int64)
+        wf = (ins[1] if w is None else w).astype(ft)
+        acc = np.rint((ins[0].astype(ft) - ft(zp)) @ wf.T).astype(np.int64)
         b = bias if bias is not None else (ins[2] if len(ins) > 2 else None)
         if b is not None:
             acc = acc + b.astype(np.int64)

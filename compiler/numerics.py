@@ -102,13 +102,13 @@ def choose_qparams(lo: float, hi: float, bits: int, *, signed: bool = True,
                    symmetric: bool = False) -> QParams:
     """Per-tensor parameters covering [lo, hi] (extended to contain 0, so that
     zero — padding, ReLU's floor — is exact). Asymmetric: scale=(hi-lo)/(qmax-qmin),
-    zero point rounded half away from zero and clamped; symmetric: zero point 0,
-    scale = max(|lo|, |hi|) / qmax."""
+    zero point rounded half away from zero and clamped; symmetric: zero point 0
+    (unsigned: the middle code), scale = max(|lo|, |hi|) / (qmax - zp)."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
     qmin, qmax = qrange(bits, signed)
     if symmetric:
-        scale = max(-lo, hi) / qmax
         zp = 0 if signed else (qmax + 1) // 2
+        scale = max(-lo, hi) / (qmax - zp)
     else:
         scale = (hi - lo) / (qmax - qmin)
         zp = None
@@ -252,11 +252,29 @@ def saturate(x: np.ndarray, lo: int, hi: int, bits: int, signed: bool = True) ->
 
 
 def dot_bound(abs_weight_sums: np.ndarray, x_max_abs: int, bias_max_abs: int | np.ndarray = 0) -> int:
-    """An exact upper bound of |Σ_k (x_k - zp) w_k + bias| over every possible input:
-    max over output channels of Σ_k |w_k| · max|x - zp| + |bias|. The weights are
-    constants, so the bound is tight for the worst input, not a guess from widths."""
+    """A sound upper bound of |Σ_k (x_k - zp) w_k + bias| over every possible input:
+    max over output channels of Σ_k |w_k| · max|x - zp| + |bias|. It is attained when
+    every weight of a channel has one sign (and the bias agrees); with mixed signs the
+    input range [qmin - zp, qmax - zp] is lopsided and `dot_bound_exact` is smaller."""
     s = np.asarray(abs_weight_sums, dtype=object) * int(x_max_abs) + np.asarray(bias_max_abs, dtype=object)
     return int(np.max(s)) if np.size(s) else 0
+
+
+def dot_bound_exact(weights: np.ndarray, x_qmin: int, x_qmax: int, x_zp: int,
+                    bias: int | np.ndarray = 0) -> int:
+    """max over output channels c (rows of `weights`, [C, K]) and over every input
+    x in [x_qmin, x_qmax]^K of |Σ_k (x_k - x_zp) w[c, k] + bias[c]|: the largest
+    accumulator any input can produce. Attained by x_k = qmax or qmin chosen by the
+    sign of w[c, k] (both sign patterns tried); never more than `dot_bound`."""
+    w = np.asarray(weights, np.int64)
+    w = w.reshape(w.shape[0], -1) if w.ndim else w.reshape(1, 1)
+    if w.shape[0] == 0:
+        return 0
+    up, down = int(x_qmax) - int(x_zp), int(x_zp) - int(x_qmin)
+    pos = [int(v) for v in np.where(w > 0, w, 0).sum(axis=1)]
+    neg = [int(v) for v in np.where(w < 0, -w, 0).sum(axis=1)]
+    b = [int(v) for v in np.broadcast_to(np.asarray(bias, np.int64).reshape(-1), (w.shape[0],))]
+    return max(max(p * up + n * down + bc, p * down + n * up - bc) for p, n, bc in zip(pos, neg, b))
 
 
 def accumulator_bits(bound: int) -> int:
@@ -271,24 +289,23 @@ def accumulator_bits(bound: int) -> int:
 
 def input_max_abs(qp: QParams) -> int:
     """max |q - zp| over every code q of the input's width."""
-    zp = max(qp.zero_point, key=abs) if qp.axis is not None else qp.zero_point[0]
-    return max(qp.qmax - zp, zp - qp.qmin)
+    return max(max(qp.qmax - z, z - qp.qmin) for z in qp.zero_point)
 
 
 # ---------------------------------------------------------- sub-byte packing
 
 
 def packed_size(count: int, bits: int) -> int:
-    """Bytes that `count` values of `bits` (2, 4, 8, 16) occupy, packed."""
+    """Bytes that `count` values of `bits` (2, 4, 8, 16, 32) occupy, packed."""
     return (count * bits + 7) // 8
 
 
 def pack(values: np.ndarray, bits: int) -> np.ndarray:
     """Packs signed `bits`-wide integers into bytes, little-endian: element 0 in
-    the lowest bits of byte 0 (the CMSIS-NN int4 order). 8/16-bit values are
-    stored as their little-endian bytes."""
+    the lowest bits of byte 0 (the CMSIS-NN int4 order). 8/16/32-bit values are
+    stored as their little-endian bytes (unsigned values pack as their bit pattern)."""
     v = np.asarray(values).reshape(-1).astype(np.int64)
-    if bits in (8, 16):
+    if bits in (8, 16, 32):
         return v.astype(f"<i{bits // 8}").view(np.uint8).copy()
     if bits not in (2, 4):
         raise ValueError(f"cannot pack {bits}-bit values")
@@ -302,16 +319,20 @@ def pack(values: np.ndarray, bits: int) -> np.ndarray:
     return out
 
 
-def unpack(packed: np.ndarray, bits: int, count: int) -> np.ndarray:
-    """Inverse of `pack`: `count` signed values as int8 (int16 for 16-bit)."""
+def unpack(packed: np.ndarray, bits: int, count: int, signed: bool = True) -> np.ndarray:
+    """Inverse of `pack`: `count` values in `storage_dtype(bits, signed)` (int8 for
+    2/4/8-bit, int16, int32; unsigned: uint8, uint16, uint32)."""
     p = np.asarray(packed, np.uint8).reshape(-1)
-    if bits in (8, 16):
-        return p[: count * bits // 8].view(f"<i{bits // 8}").astype(storage_dtype(bits))
+    if bits in (8, 16, 32):
+        kind = "i" if signed else "u"
+        return p[: count * bits // 8].view(f"<{kind}{bits // 8}").astype(storage_dtype(bits, signed))
     if bits not in (2, 4):
         raise ValueError(f"cannot unpack {bits}-bit values")
     per = 8 // bits
     mask = (1 << bits) - 1
     u = np.stack([(p >> np.uint8(i * bits)) & mask for i in range(per)], axis=1).reshape(-1)[:count]
+    if not signed:
+        return u.astype(np.uint8)
     s = u.astype(np.int16)
     s = np.where(s >= (1 << (bits - 1)), s - (1 << bits), s)
     return s.astype(np.int8)

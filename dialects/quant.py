@@ -317,7 +317,7 @@ class ConstantOp(QuantOp):
     def values(self) -> np.ndarray:
         qp = self._qp(self.results[0])
         shape = _shape(self.results[0].type)
-        vals = numerics.unpack(self.attributes["packed"].array, qp.bits, int(np.prod(shape)))
+        vals = numerics.unpack(self.attributes["packed"].array, qp.bits, int(np.prod(shape)), qp.signed)
         return vals.reshape(shape)
 
     @staticmethod
@@ -341,10 +341,17 @@ def _weight_checks(op: QuantOp, w_index: int, out_channel_axis: int) -> None:
                               f"axis {out_channel_axis}, not {w.axis}")
     if w.bits not in (2, 4, 8, 16):
         raise VerifyException(f"{op.where()}: weights must be 2, 4, 8 or 16-bit")
+    w_shape = _shape(op.operands[w_index].type)
+    if len(w_shape) < 2:
+        raise VerifyException(f"{op.where()}: weights must have rank 2 or more, got {list(w_shape)}")
     if len(op.operands) > w_index + 1:
         b = qparams_of(op.operands[w_index + 1].type)
-        if b is None or b.bits != 32 or any(z != 0 for z in b.zero_point):
+        if b is None or b.bits != 32 or not b.signed or any(z != 0 for z in b.zero_point):
             raise VerifyException(f"{op.where()}: bias must be !quant.uniform<i32, ...> with zero point 0")
+        b_shape = _shape(op.operands[w_index + 1].type)
+        if math.prod(b_shape) != w_shape[0]:
+            raise VerifyException(f"{op.where()}: bias of shape {list(b_shape)} must hold one value "
+                                  f"per output channel ({w_shape[0]})")
         want = np.asarray(x.scale[0] * np.asarray(w.scale))
         got = np.asarray(b.scale)
         if want.size != got.size and want.size != 1 and got.size != 1 or not np.allclose(got, want, rtol=1e-6,
@@ -355,23 +362,31 @@ def _weight_checks(op: QuantOp, w_index: int, out_channel_axis: int) -> None:
         raise VerifyException(f"{op.where()}: acc_bits must be 32 or 64, got {acc}")
     bound = accumulator_bound(op)
     if bound is not None:
-        need = numerics.accumulator_bits(bound)
+        try:
+            need = numerics.accumulator_bits(bound)
+        except ValueError as e:
+            raise VerifyException(f"{op.where()}: {e}") from None
         if need > acc:
             raise VerifyException(f"{op.where()}: accumulator may reach {bound} > 2^31-1; acc_bits must be 64")
     del y
 
 
 def accumulator_bound(op: QuantOp) -> int | None:
-    """Proven bound of |acc| for conv/fully_connected with constant weights (None if unknown)."""
+    """Proven bound of |acc| for conv/fully_connected with constant weights and bias
+    (None if either is not a constant): the largest |acc| any input reaches
+    (`numerics.dot_bound_exact`)."""
     w_op = op.operands[1].owner
     if not isinstance(w_op, ConstantOp):
         return None
-    w = np.abs(w_op.values().astype(np.int64))
-    w = w.reshape(w.shape[0], -1).sum(axis=1)
+    if len(op.operands) > 2 and not isinstance(op.operands[2].owner, ConstantOp):
+        return None
+    w = w_op.values().astype(np.int64)
+    w = w.reshape(w.shape[0], -1)
+    x = op._qp(op.operands[0])
     bias = 0
-    if len(op.operands) > 2 and isinstance(op.operands[2].owner, ConstantOp):
-        bias = np.abs(op.operands[2].owner.values().astype(np.int64)).reshape(-1)
-    return numerics.dot_bound(w, numerics.input_max_abs(op._qp(op.operands[0])), bias)
+    if len(op.operands) > 2:
+        bias = op.operands[2].owner.values().astype(np.int64).reshape(-1)
+    return numerics.dot_bound_exact(w, x.qmin, x.qmax, x.zero_point[0], bias)
 
 
 @irdl_op_definition
@@ -390,7 +405,8 @@ class ConvOp(QuantOp):
         self._clamp_range()
         x, w, y = (_shape(v.type) for v in (self.operands[0], self.operands[1], self.results[0]))
         g = self.attr("group", 1)
-        if len(x) != len(w) or x[1] != w[1] * g or w[0] % g or y[1] != w[0]:
+        if (len(x) != len(w) or len(x) < 3 or len(y) != len(x) or not isinstance(g, int) or g < 1
+                or x[1] != w[1] * g or w[0] % g or y[1] != w[0]):
             raise VerifyException(f"{self.where()}: shapes {list(x)} * {list(w)} -> {list(y)} "
                                   f"do not form a convolution with group {g}")
 
@@ -409,7 +425,7 @@ class FullyConnectedOp(QuantOp):
         _weight_checks(self, 1, 0)
         self._clamp_range()
         x, w, y = (_shape(v.type) for v in (self.operands[0], self.operands[1], self.results[0]))
-        if len(w) != 2 or x[-1] != w[1] or y != (*x[:-1], w[0]):
+        if len(w) != 2 or not x or x[-1] != w[1] or y != (*x[:-1], w[0]):
             raise VerifyException(f"{self.where()}: shapes {list(x)} x {list(w)}^T -> {list(y)} do not multiply")
 
 

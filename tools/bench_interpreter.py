@@ -10,8 +10,9 @@ Both run single-threaded on the same model and the same inputs:
 * onnx's bundled `onnx/backend/test/data/light/light_*.onnx` models (weights
   made by ConstantOfShape) on one random normal input of batch 1.
 
-Each side gets one untimed warm-up run, then the best of N wall-clock times
-is reported.  Import (ONNX -> IR) and session creation are not timed.
+Each side gets one untimed warm-up run, then the two alternate N times (so
+both see the same machine load) and the best wall-clock time of each is
+reported.  Import (ONNX -> IR) and session creation are not timed.
 
 Error column: max |qcc - ort| / max |ort| over every output (elementwise
 relative error is meaningless next to zeros, so the error is relative to the
@@ -57,14 +58,19 @@ def _blas_threads() -> str:
     return "BLAS threads: " + (", ".join(libs) or "no BLAS pool found")
 
 
-def _best(fn, repeat: int) -> tuple[float, object]:
-    out = fn()  # warm-up
-    best = float("inf")
+def _best_pair(fa, fb, repeat: int) -> tuple[float, object, float, object]:
+    """Best wall times of `fa` and `fb` after one warm-up each, alternating
+    runs so that both sides see the same machine load."""
+    out_a, out_b = fa(), fb()  # warm-up
+    best_a = best_b = float("inf")
     for _ in range(repeat):
         t0 = time.perf_counter()
-        out = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, out
+        out_a = fa()
+        t1 = time.perf_counter()
+        out_b = fb()
+        t2 = time.perf_counter()
+        best_a, best_b = min(best_a, t1 - t0), min(best_b, t2 - t1)
+    return best_a, out_a, best_b, out_b
 
 
 def _rel_err(qs: list[np.ndarray], os_: list[np.ndarray]) -> float:
@@ -129,8 +135,6 @@ def bench_one(name: str, path: str, kind: str, repeat: int, chunk: int | None) -
     t_import = time.perf_counter() - t0
     in_names, out_names = io_names(main_func(module))
     kw = {} if chunk is None else {"chunk": chunk}
-    t_q, q_out = _best(lambda: run_samples(module, {n: feeds[n] for n in in_names}, **kw), repeat)
-
     so = ort.SessionOptions()
     so.intra_op_num_threads = 1
     so.inter_op_num_threads = 1
@@ -138,7 +142,9 @@ def bench_one(name: str, path: str, kind: str, repeat: int, chunk: int | None) -
     so.log_severity_level = 3  # no warnings about unused initializers of the light models
     sess = ort.InferenceSession(path, so, providers=["CPUExecutionProvider"])
     ort_names = [o.name for o in sess.get_outputs()]
-    t_o, o_out = _best(lambda: sess.run(None, feeds), repeat)
+    t_q, q_out, t_o, o_out = _best_pair(
+        lambda: run_samples(module, {n: feeds[n] for n in in_names}, **kw),
+        lambda: sess.run(None, feeds), repeat)
 
     err = _rel_err([q_out[n] for n in out_names], [o_out[ort_names.index(n)] for n in out_names])
     return {
@@ -188,7 +194,7 @@ def _pre_softmax_err(model, feeds) -> float | None:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--repeat", type=int, default=5, help="timed runs per side, best is kept (default 5)")
+    p.add_argument("--repeat", type=int, default=7, help="timed runs per side, best is kept (default 7)")
     p.add_argument("--only", nargs="*", default=[], help="run models whose name contains any of these")
     p.add_argument("--no-light", action="store_true", help="skip onnx's light_* models")
     p.add_argument("--light-only", action="store_true", help="only onnx's light_* models")
@@ -202,7 +208,7 @@ def main(argv=None) -> int:
     print(f"# single thread: {', '.join(v + '=1' for v in _THREAD_VARS[:2])} (+MKL/BLIS/...); "
           f"{threads}; onnxruntime intra_op=inter_op=1, sequential")
     print(f"# numpy {np.__version__}, onnxruntime {ort.__version__}, python {platform.python_version()}, "
-          f"{platform.machine()}; best of {args.repeat} after 1 warm-up; "
+          f"{platform.machine()}; best of {args.repeat} alternating runs after 1 warm-up; "
           f"err = max|qcc-ort| / max|ort| over the outputs (pre-softmax: same on the Softmax input)")
     hdr = (f"{'model':<22} {'n':>4} {'qcc ms':>10} {'ort ms':>10} {'ratio':>7} {'max rel err':>12}"
            f" {'pre-softmax':>12}")
