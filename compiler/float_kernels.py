@@ -2249,8 +2249,6 @@ def _cast(x: np.ndarray, dt: np.dtype, saturate: bool = True, round_mode: str = 
             return x.copy()
         if x.dtype.kind == "b":
             x = x.astype(np.uint8)
-        if dt.kind == "b":
-            return x.astype(np.float32) != 0
         if dt == np.dtype(_mld.float8_e8m0fnu):
             return _to_e8m0(x, saturate, round_mode)
         if dt in _SMALL_FLOATS and saturate and dt != np.dtype(_mld.float4_e2m1fn):
@@ -2260,8 +2258,6 @@ def _cast(x: np.ndarray, dt: np.dtype, saturate: bool = True, round_mode: str = 
         if x.dtype in _SMALL_FLOATS:
             x = x.astype(np.float32)  # exact: every small-float value is a float32
         return x.astype(dt)
-    if dt.kind == "b":
-        return x != 0
     with np.errstate(all="ignore"):
         if x.dtype in _LOWP and dt.kind in "iu":
             return x.astype(np.float32).astype(dt)

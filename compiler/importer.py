@@ -588,7 +588,8 @@ class _Importer:
         graphs = {a.name: a.g for a in node.attribute if a.type == onnx.AttributeProto.GRAPH}
         ints = {a.name: a.i for a in node.attribute if a.type == onnx.AttributeProto.INT}
         lists = {a.name: list(a.ints) for a in node.attribute if a.type == onnx.AttributeProto.INTS}
-        tag = node.name or node.output[0]
+        # scope of the tensors made while unrolling: an output name is unique, a node name may not be
+        tag = next((o for o in node.output if o), node.name or node.op_type)
         if node.op_type == "If":
             cond = self._static(node.input[0], where, "the branch taken")
             g = graphs["then_branch" if bool(cond.reshape(-1)[0]) else "else_branch"]
@@ -716,7 +717,7 @@ class _Importer:
         qt, kt, vt = (self.env[x] for x in (q, k, v))
         if len(qt.shape) != 4 or len(kt.shape) != 4 or len(vt.shape) != 4:
             raise QccError(f"{where}: Q, K and V must have rank 4")
-        tag = node.name or node.output[0]
+        tag = node.output[0]
         count = iter(range(1 << 30))
 
         def emit(op: str, ins: list[str], **kw) -> str:

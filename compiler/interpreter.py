@@ -14,6 +14,7 @@ Either way the results are identical to running each sample on its own.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -343,6 +344,12 @@ class _Plan:
     """
 
     def __init__(self, module: ModuleOp):
+        try:
+            self._build(module)
+        except KeyError:  # a value defined outside @main's block
+            raise _Unplannable() from None
+
+    def _build(self, module: ModuleOp) -> None:
         fn = main_func(module)
         self.opset = opset = module_opset(module)
         blocks = list(fn.body.blocks)
@@ -490,12 +497,42 @@ def _int_kernel(op):
     return lambda vals, attrs, opset: [run(vals)]
 
 
+def _ir_state(module: ModuleOp) -> list:
+    """What a `_Plan` of `module` depends on, as objects compared by identity:
+    @main's ops, their operands and attributes, the opset, the kernels."""
+    fn = main_func(module)
+    state: list = [fn, module.attributes.get("onnx.opset")]
+    for block in fn.body.blocks:
+        state.append(block)
+        state.extend(block.args)
+        for op in block.ops:
+            state.append(op)
+            state.extend(op.operands)
+            state.extend(op.attributes.values())
+            state.extend(op.results)
+            if isinstance(op, donnx.OnnxOp):
+                state.append(KERNELS.get(op.onnx_type))
+    return state
+
+
+# module -> (state, plan): plans are reused while @main is unchanged, so that
+# constant folding (e.g. ConstantOfShape weights) is paid once per module.
+_PLANS: "weakref.WeakKeyDictionary[ModuleOp, tuple[list, _Plan | None]]" = weakref.WeakKeyDictionary()
+
+
 def _plan(module: ModuleOp) -> _Plan | None:
+    """The (cached) plan of @main, or None when only the xDSL Interpreter can run it."""
     _keep_freed_memory()
+    state = _ir_state(module)
+    hit = _PLANS.get(module)
+    if hit is not None and len(hit[0]) == len(state) and all(a is b for a, b in zip(hit[0], state)):
+        return hit[1]
     try:
-        return _Plan(module)
+        plan = _Plan(module)
     except _Unplannable:
-        return None
+        plan = None
+    _PLANS[module] = (state, plan)  # holding `state` keeps the identities valid
+    return plan
 
 
 _MALLOC_TUNED = False

@@ -91,7 +91,7 @@ def collect_stats(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: 
             s.update(np.asarray(inputs[name], np.float32))
 
     def observe(op: Operation, results) -> None:
-        if not op.results or not _is_float_tensor(op.results[0].type):
+        if not op.results or not _is_float_tensor(op.results[0].type) or getattr(op, "onnx_type", "") == "Constant":
             return
         st = op_stats.get(op)
         if st is None:

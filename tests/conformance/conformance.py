@@ -12,14 +12,22 @@ shapes of the test data), run once per data set with
 ``qcc.interpreter.run_main``, and its outputs compared exactly as the official
 runner does (``onnx.backend.test.runner.Runner.assert_similar_outputs``:
 output count, then per output shape, dtype, and ``assert_allclose`` at the
-case's rtol/atol; bfloat16 at two ulps).
+case's rtol/atol; bfloat16 at two ulps). On top of that every output must have
+the static type the imported ``@main`` declares.
+
+qcc compiles static shapes. When an output shape (or a branch, or a trip count)
+depends on the *value* of a graph input, the importer raises
+``DynamicShapeError``; the harness then freezes those inputs to their test
+values (turns them into initializers) and imports again, as a qcc user would.
+Such passes are counted in the ``frozen`` column; ``--no-freeze`` disables it.
 
 Skipped cases are listed in ``skips.txt`` next to this file, one per line:
 ``case_name  reason``. Rates are passed / total over every collected case
 (skips count as not passed), and again over the cases whose ops all are in
 ``qcc.dialects.onnx.ONNX_OP_TYPES``.
 
-    python tests/conformance/conformance.py [-k SUBSTRING] [--suite S] [--failures] [--check-skips]
+    python tests/conformance/conformance.py [-k SUBSTRING] [--suite S] [--failures]
+        [--check-skips] [--no-freeze] [--slowest N]
 """
 
 from __future__ import annotations
@@ -44,6 +52,8 @@ SUITES = ("node", "pytorch-converted", "pytorch-operator")
 SKIPS_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "skips.txt")
 DATA_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data")
 NODE_PASS_RATE = 0.95
+#: freeze shape-deciding graph inputs to their test values when qcc asks for it
+FREEZE = True
 
 
 # ---------------------------------------------------------------------- cases
@@ -285,7 +295,7 @@ def run_case(case: Case) -> list[str]:
                 module = qcc.import_model(_freeze(model, {n: feeds[n] for n in frozen}) if frozen else model, shapes)
             except DynamicShapeError as e:
                 more = _upstream_inputs(model.graph, e.tensor, set(graph_inputs)) - frozen
-                if not more:
+                if not more or not FREEZE:
                     raise
                 frozen |= more
                 continue
@@ -410,7 +420,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check-skips", action="store_true",
                    help="also run the skipped cases and list those that would pass")
     p.add_argument("--slowest", type=int, default=0, help="list the N slowest cases")
+    p.add_argument("--no-freeze", action="store_true",
+                   help="never freeze shape-deciding inputs (such cases then fail)")
     args = p.parse_args(argv)
+    global FREEZE
+    FREEZE = not args.no_freeze
 
     skips = load_skips()
     cases = list(collect_cases().values())
