@@ -14,7 +14,7 @@ import numpy as np
 from qcc.errors import QccError
 
 __version__ = "0.1.0"
-__all__ = ["QccError", "import_model", "interpret", "__version__"]
+__all__ = ["QccError", "compile", "import_model", "interpret", "__version__"]
 
 
 def import_model(model, input_shapes: Mapping[str, Sequence[int]] | None = None):
@@ -43,3 +43,22 @@ def interpret(model, inputs: Mapping[str, np.ndarray], *,
     else:
         module = import_model(model, input_shapes)
     return run_samples(module, inputs)
+
+
+def compile(model, out_dir: str, *, target: str = "host", calib=None, bits: Sequence[int] = (4, 8),
+            sqnr_min: float = 0.0, size_budget_kb: float = 0.0, bitops_budget: float = 0.0,
+            calib_method: str = "minmax", strategy: str = "greedy", float_only: bool = False,
+            input_shapes: Mapping[str, Sequence[int]] | None = None, force: bool = False, quiet: bool = True):
+    """Compiles `model` into `out_dir` (model.mlir, report.json, report.html) and
+    returns an Artifact with `.run(inputs)`, `.report` and `.module`.
+
+    `calib` is a dict of arrays (first axis samples) or an .npz path; without it
+    qcc calibrates on synthetic data and says so in the report."""
+    from qcc.driver import Options, compile_model
+    from qcc.passes.calibrate import parse_bits
+
+    opts = Options(target=target, calib=calib, calib_method=calib_method, bits=parse_bits(list(bits)),
+                   sqnr_min=sqnr_min, size_budget_kb=size_budget_kb, bitops_budget=bitops_budget,
+                   strategy=strategy, float_only=float_only, input_shapes=dict(input_shapes or {}),
+                   force=force, quiet=quiet)
+    return compile_model(model, out_dir, opts)

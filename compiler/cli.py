@@ -114,11 +114,67 @@ def cmd_interpret(argv: Sequence[str]) -> int:
     return 0
 
 
-_USAGE = """usage: qcc interpret MODEL --inputs IN.npz --output OUT.npz [--input-shape NAME=D0,...]
+def _compile_parser() -> argparse.ArgumentParser:
+    from qcc.driver import TARGETS
+
+    p = _Parser(prog="qcc", description="Compile an ONNX model: calibrate, choose bit widths, quantize, report.")
+    p.add_argument("model", help="the .onnx model")
+    p.add_argument("-o", "--out", required=True, metavar="OUT/", help="output directory")
+    p.add_argument("--target", default="host", choices=TARGETS)
+    p.add_argument("--emit", default="c", choices=("c", "llvm", "obj"))
+    p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
+                   help="bind the dynamic dimensions of an input (repeatable)")
+    p.add_argument("--calib", metavar="FILE.npz", help="calibration data, one array per input, first axis samples")
+    p.add_argument("--calib-method", default="minmax", choices=("minmax", "percentile", "mse", "entropy"))
+    p.add_argument("--bits", default="4,8", help="candidate bit widths, e.g. 8 or 4,8 or 2,4,8,16 (default 4,8)")
+    p.add_argument("--sqnr-min", type=float, default=0.0, metavar="DB", help="minimum local SQNR per op")
+    p.add_argument("--size-budget", type=float, default=0.0, metavar="KB", help="weight-size budget in KiB")
+    p.add_argument("--bitops-budget", type=float, default=0.0, metavar="N", help="BitOPs budget")
+    p.add_argument("--strategy", default="greedy", choices=("greedy", "uhlich"), help="bit-width assignment")
+    p.add_argument("--patch", default="none", help="none, auto or NxN (patch-based inference; not available yet)")
+    p.add_argument("--float", action="store_true", help="no quantization: a float32 build")
+    p.add_argument("--force", action="store_true", help="write into a non-empty OUT/ that qcc did not create")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    return p
+
+
+def cmd_compile(argv: Sequence[str]) -> int:
+    from qcc.driver import Options, compile_model
+    from qcc.importer import parse_input_shapes
+    from qcc.passes.calibrate import parse_bits
+
+    args = _compile_parser().parse_args(argv)
+    for name, v in (("--sqnr-min", args.sqnr_min), ("--size-budget", args.size_budget),
+                    ("--bitops-budget", args.bitops_budget)):
+        if v < 0 or v != v:
+            raise QccError(f"{name} must be a non-negative number, got {v}")
+    if args.patch != "none":
+        raise QccError(f"--patch {args.patch}: patch-based inference is not available yet in this version")
+    opts = Options(target=args.target, emit=args.emit, calib=args.calib, calib_method=args.calib_method,
+                   bits=parse_bits(args.bits), sqnr_min=args.sqnr_min, size_budget_kb=args.size_budget,
+                   bitops_budget=args.bitops_budget, strategy=args.strategy, float_only=args.float,
+                   input_shapes=parse_input_shapes(args.input_shape), force=args.force, quiet=args.quiet)
+    art = compile_model(args.model, args.out, opts)
+    if not args.quiet:
+        t = art.report["totals"]
+        print(f"qcc: wrote {args.out}/model.mlir, report.json, report.html: weights {t['weight_bytes']:,} bytes "
+              f"(float {t['float_weight_bytes']:,}), {t['macs']:,} MACs, peak SRAM ~{t['sram_peak_bytes']:,} bytes",
+              file=sys.stderr)
+        print(f"qcc: note: C/LLVM code generation for --target {args.target} is not available yet; "
+              "run the model with `qcc interpret OUT/model.mlir`", file=sys.stderr)
+        for w in art.report["warnings"][:5]:
+            print(f"qcc: warning: {w}", file=sys.stderr)
+    return 0
+
+
+_USAGE = """usage: qcc MODEL.onnx -o OUT/ [--calib CALIB.npz] [--bits 4,8] [--sqnr-min DB] [--size-budget KB]
+                         [--bitops-budget N] [--calib-method M] [--strategy S] [--float] [--force]
+       qcc interpret MODEL.onnx|OUT/model.mlir --inputs IN.npz --output OUT.npz [--input-shape NAME=D0,...]
        qcc --version
 
-commands:
-  interpret   run the numpy reference interpreter (float for .onnx)
+  (compile)   import, calibrate, measure sensitivity, assign bit widths, quantize; writes OUT/model.mlir,
+              OUT/report.json and OUT/report.html (qcc MODEL -h for every option)
+  interpret   run the numpy reference interpreter (float for .onnx, bit-exact integer for quantized .mlir)
 """
 
 
@@ -135,10 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if argv[0] == "interpret":
             return cmd_interpret(argv[1:])
-        raise QccError(
-            f"unknown command '{argv[0]}'; compiling a model (qcc MODEL -o OUT/) is not available yet "
-            "in this version, see README"
-        )
+        if argv[0].startswith("-") or argv[0].endswith(".onnx") or os.path.exists(argv[0]) or "-o" in argv \
+                or "--out" in argv:
+            return cmd_compile(argv)
+        raise QccError(f"unknown command '{argv[0]}' (commands: interpret; or compile with qcc MODEL.onnx -o OUT/)")
     except QccError as e:
         print(f"qcc: error: {e}", file=sys.stderr)
         return 2

@@ -800,6 +800,8 @@ def _conv_im2col(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
 # Samples are processed in blocks whose working buffers stay around this
 # many bytes: enough work per numpy/BLAS call, bounded memory on large inputs.
 _CONV_BLOCK_BYTES = 1 << 21
+# Use the separator-free last axis of `_FlatLayout` where it applies.
+_FLAT_WRAP = True
 
 
 class _FlatLayout:
@@ -813,24 +815,51 @@ class _FlatLayout:
     dropped, so a whole convolution is a few long contiguous operations
     instead of many short strided ones.
 
-    All strides 1: one phase; samples and rows are separated by just enough
-    zeros for the larger of the begin/end paddings, shared by the neighbours.
+    All strides 1: samples (and rows, for all axes but the last) are
+    separated by just enough zeros for the larger of the begin/end paddings,
+    shared by the neighbours.  When the last axis keeps its size ("same"
+    padding) it gets no separator at all: a tap shifted by ``delta`` columns
+    reads a copy of the input ("plane") whose ``|delta|`` columns that would
+    wrap into the neighbouring row are zero, so output rows are contiguous.
     Otherwise the padded input is split into prod(strides) phases (the
     polyphase decomposition), each a stride-1 problem with blocks of
     ``out + (k_eff - 1) // stride`` per axis.
     """
 
-    def __init__(self, in_sp, ks, strides, dils, pb, out_sp):
+    def __init__(self, in_sp, ks, strides, dils, pb, out_sp, wrap_wide: bool = False):
         nd = len(ks)
         k_eff = [(ks[i] - 1) * dils[i] + 1 for i in range(nd)]
         self.in_sp, self.out_sp = tuple(in_sp), tuple(out_sp)
+        self.stripes = None
         if all(s == 1 for s in strides):
             pe = [out_sp[i] + k_eff[i] - 1 - in_sp[i] - pb[i] for i in range(nd)]
             ext = [in_sp[i] + max(pb[i], pe[i], out_sp[i] - in_sp[i], 0) for i in range(nd)]
-            self.phases = [(0,) * nd]
-            shifts = [[(k * dils[i], 0) for k in range(ks[i])] for i in range(nd)]
-            # data of axis i at block coordinate h (no shift); lead zeros cover pb
-            fills = [[(slice(0, in_sp[i]), slice(0, in_sp[i])) for i in range(nd)]]
+            last, W = nd - 1, in_sp[nd - 1]
+            deltas = [k * dils[last] - pb[last] for k in range(ks[last])]
+            # worth its extra input planes when the separator is >= 1/16 of a
+            # row, or when they are cheap next to the output (`wrap_wide`)
+            wrap = (_FLAT_WRAP and out_sp[last] == W and all(abs(d) < W for d in deltas)
+                    and (wrap_wide or 16 * (ext[last] - W) >= W))
+            full = [(slice(0, in_sp[i]), slice(0, in_sp[i])) for i in range(nd)]
+            if wrap:
+                ext[last] = W
+                planes = sorted(set(deltas))
+                fills = [full] * len(planes)  # whole rows: long contiguous copies
+                # then the |delta| columns a shifted read wraps into become 0
+                self.stripes = [None if d == 0 else slice(W + d, W) if d < 0 else slice(0, d)
+                                for d in planes]
+            else:
+                planes = [0]
+                fills = [full]
+            rs = [int(np.prod(ext[i + 1:])) for i in range(nd)]
+            # data at block coordinate h (no shift) after `lead` zeros: the
+            # read index lead + q + sum((k*d - pb) * rs) = q + sum(k*d*rs)
+            self.lead = sum(pb[i] * rs[i] for i in range(nd))
+            self.phases = planes
+            self.taps = [
+                (planes.index(kidx[last] * dils[last] - pb[last]) if wrap else 0,
+                 sum(kidx[i] * dils[i] * rs[i] for i in range(nd)))
+                for kidx in itertools.product(*[range(k) for k in ks])]
         else:
             ext = [out_sp[i] + (k_eff[i] - 1) // strides[i] for i in range(nd)]
             self.phases = list(itertools.product(*[range(s) for s in strides]))
@@ -850,21 +879,15 @@ class _FlatLayout:
                     src0 = a + s * lo - pb[i]
                     f.append((slice(lo, hi), slice(src0, src0 + s * (hi - lo - 1) + 1, s)))
                 fills.append(f)
-        rs = [int(np.prod(ext[i + 1:])) for i in range(nd)]
-        self.ext, self.rs = tuple(ext), rs
-        self.S = int(np.prod(ext))
-        self.fills = fills
-        phase_index = {ph: j for j, ph in enumerate(self.phases)}
-        if len(self.phases) == 1:
-            self.lead = sum(pb[i] * rs[i] for i in range(nd))
-            # read index = lead + q + sum((k*d - pb) * rs) = q + sum(k*d*rs)
-            self.taps = [(0, sum(sh[i][0] * rs[i] for i in range(nd)))
-                         for sh in itertools.product(*shifts)]
-        else:
+            rs = [int(np.prod(ext[i + 1:])) for i in range(nd)]
+            phase_index = {ph: j for j, ph in enumerate(self.phases)}
             self.lead = 0
             self.taps = [(phase_index[tuple(s[1] for s in sh)],
                           sum(sh[i][0] * rs[i] for i in range(nd)))
                          for sh in itertools.product(*shifts)]
+        self.ext = tuple(ext)
+        self.S = int(np.prod(ext))
+        self.fills = fills
         self.span = max(off for _, off in self.taps)
 
     def buffer(self, rows: int, nsamp: int, dtype) -> np.ndarray:
@@ -881,6 +904,9 @@ class _FlatLayout:
             dst = buf[j, :, self.lead:self.lead + L].reshape((rows, nsamp) + self.ext)
             dst[(slice(None), slice(None)) + tuple(d for d, _ in f)] = \
                 x[(slice(None), slice(None)) + tuple(s for _, s in f)]
+            if self.stripes is not None and self.stripes[j] is not None:
+                buf[j, :, self.lead:self.lead + L].reshape(rows, -1, self.ext[-1])[
+                    :, :, self.stripes[j]] = 0
 
     def valid(self, flat: np.ndarray) -> np.ndarray:
         """[rows, nsamp*S] result on the flat grid -> [rows, nsamp, *out] view."""
@@ -909,7 +935,7 @@ def _conv_depthwise(x, w, b, lay: _FlatLayout, out_sp) -> np.ndarray:
     wimg = np.repeat(wk.T, S, axis=1)
     y = np.empty((N, C) + tuple(out_sp), dtype=dt)
     bb = None if b is None else b.reshape((1, C) + (1,) * len(out_sp)).astype(dt, copy=False)
-    nb = _conv_blocks(N, C * S * dt.itemsize * 3)
+    nb = _conv_blocks(N, C * S * dt.itemsize * (2 + len(lay.phases)))
     buf = acc = tmp = None
     for n0 in range(0, N, nb):
         k = min(nb, N - n0)
@@ -1014,7 +1040,9 @@ def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
     if all(k == 1 for k in ks):
         xs = _pad_constant(x, pb, pe)[_window_slice(2, [0] * nd, strides, out_sp)]
         return _conv_pointwise(np.ascontiguousarray(xs), w, b, G)
-    lay = _FlatLayout(in_sp, ks, strides, dils, pb, out_sp)
+    # wide rows too when the extra input planes (Cg per column shift) are
+    # small next to the output channels whose extraction they speed up
+    lay = _FlatLayout(in_sp, ks, strides, dils, pb, out_sp, wrap_wide=Cg * ks[-1] <= Mg)
     if Cg == 1 and G > 1:
         if Mg > 1:
             x = np.repeat(x, Mg, axis=1)

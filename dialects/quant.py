@@ -456,6 +456,12 @@ class MulOp(QuantOp):
         self._activation_width(0, 1, -1)
         self._clamp_range()
         _check_broadcast(self)
+        # the product is requantized as an int32 accumulator (requantize32)
+        bound = (numerics.input_max_abs(self._qp(self.operands[0]))
+                 * numerics.input_max_abs(self._qp(self.operands[1])))
+        if bound > numerics.INT32_MAX:
+            raise VerifyException(f"{self.where()}: the product (a - zp_a)(b - zp_b) may reach {bound}, "
+                                  f"beyond int32; 16-bit operands need zero points nearer 0")
 
 
 def _check_broadcast(op: QuantOp) -> None:
@@ -522,6 +528,14 @@ class GlobalAvgPoolOp(QuantOp):
     def verify_op(self) -> None:
         self._per_tensor(0, -1)
         self._activation_width(0, -1)
+        x = _shape(self.operands[0].type)
+        if len(x) < 3 or _shape(self.results[0].type) != (*x[:2], *[1] * (len(x) - 2)):
+            raise VerifyException(f"{self.where()}: result shape must be {[*x[:2], *[1] * (len(x) - 2)]}")
+        # the window sum is requantized as an int32 accumulator (requantize32)
+        bound = numerics.input_max_abs(self._qp(self.operands[0])) * math.prod(x[2:])
+        if bound > numerics.INT32_MAX:
+            raise VerifyException(f"{self.where()}: the sum over {math.prod(x[2:])} positions may reach "
+                                  f"{bound}, beyond int32")
 
 
 @irdl_op_definition
@@ -553,7 +567,8 @@ class LookupOp(QuantOp):
         if not isinstance(t, DenseAttr) or t.array.shape != (1 << x.bits,):
             raise VerifyException(f"{self.where()}: 'table' must hold {1 << x.bits} entries")
         if t.array.dtype != numerics.storage_dtype(y.bits, y.signed):
-            raise VerifyException(f"{self.where()}: 'table' entries must be {numerics.storage_dtype(y.bits)}")
+            raise VerifyException(f"{self.where()}: 'table' entries must be "
+                                  f"{numerics.storage_dtype(y.bits, y.signed)}, got {t.array.dtype}")
         if t.array.min(initial=y.qmin) < y.qmin or t.array.max(initial=y.qmax) > y.qmax:
             raise VerifyException(f"{self.where()}: 'table' entries leave the result's range")
         if _shape(self.operands[0].type) != _shape(self.results[0].type):

@@ -67,14 +67,37 @@ def _with_random_weights(model: onnx.ModelProto, rng) -> onnx.ModelProto:
     return m
 
 
+def _softmax_input_as_output(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """The same model with the final Softmax's input exposed as the output."""
+    last = model.graph.node[-1]
+    if last.op_type != "Softmax":
+        return None
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.graph.node[-1]
+    del m.graph.output[:]
+    m.graph.output.append(onnx.helper.make_tensor_value_info(last.input[0], onnx.TensorProto.FLOAT, None))
+    return m
+
+
 @pytest.mark.parametrize("name", LIGHT)
 def test_light_model_matches_onnxruntime(name):
     model = onnx.load(light_models_dir() / f"{name}.onnx")
     feeds = _random_input(model, np.random.default_rng(0))
-    module = qcc.import_model(model)
     from qcc.interpreter import run_main
 
-    got = run_main(module, [feeds[k] for k in feeds])
+    logits_model = _softmax_input_as_output(model)
+    if logits_model is not None:
+        (logits,) = run_main(qcc.import_model(logits_model), [feeds[k] for k in feeds])
+        (ref_logits,) = ort_run(logits_model, feeds)
+        assert rel_err(logits, ref_logits) <= TOL
+        if np.abs(ref_logits).max() > 1e6 and np.ptp(ref_logits) == 0:
+            # Weights made by ConstantOfShape give every class the same logit, here
+            # ~1e9; float32 BLAS sums channels in different orders (1-ulp spread),
+            # which Softmax at this scale turns into anything. Only the logits are
+            # a meaningful comparison for such a model.
+            return
+    got = run_main(qcc.import_model(model), [feeds[k] for k in feeds])
     ref = ort_run(model, feeds)
     assert len(got) == len(ref)
     for g, r in zip(got, ref):

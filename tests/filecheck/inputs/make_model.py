@@ -72,10 +72,12 @@ def clip_attribute_form():
 
 
 def unsupported_op():
-    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 8])
+    # MaxRoiPool is a real ONNX op that qcc does not implement.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])
+    rois = numpy_helper.from_array(np.array([[0, 0, 0, 3, 3]], np.float32), "rois")
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
-    nodes = [helper.make_node("GRU", ["x"], ["y"], name="my_gru", hidden_size=4)]
-    return _model(nodes, [x], [y], opset=14)
+    nodes = [helper.make_node("MaxRoiPool", ["x", "rois"], ["y"], name="my_roipool", pooled_shape=[2, 2])]
+    return _model(nodes, [x], [y], [rois], opset=14)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,228 @@
+"""The compile driver: ONNX model -> OUT/ (model.mlir, report.json, report.html).
+
+Owns the pipeline order and OUT/'s life cycle. Every stage is a registered pass
+that leaves its state in the IR (ranges, metrics, widths), so `qcc-opt` can
+replay or resume any part:
+
+    fold-batchnorm, calibrate, measure-sensitivity, assign-bit-widths, lower-to-quant
+
+OUT/ is written into a fresh sibling directory and renamed into place only when
+everything succeeded: a failure never leaves a half-written OUT/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp
+
+from qcc.errors import QccError
+
+MARKER = ".qcc-output"
+TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-a53", "rv32imac", "rv64gc")
+
+
+@dataclass
+class Options:
+    target: str = "host"
+    emit: str = "c"
+    calib: Mapping[str, np.ndarray] | str | None = None
+    calib_method: str = "minmax"
+    bits: tuple[int, ...] = (4, 8)
+    sqnr_min: float = 0.0
+    size_budget_kb: float = 0.0
+    bitops_budget: float = 0.0
+    strategy: str = "greedy"
+    float_only: bool = False
+    input_shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
+    force: bool = False
+    quiet: bool = False
+
+
+class Stage:
+    """Prints `qcc: <stage>... done in X s` on stderr (unless quiet)."""
+
+    def __init__(self, quiet: bool, timings: dict[str, float]):
+        self.quiet = quiet
+        self.timings = timings
+
+    def __call__(self, name: str, fn: Callable[[], Any]) -> Any:
+        if not self.quiet:
+            print(f"qcc: {name}...", end="", file=sys.stderr, flush=True)
+        t = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t
+        self.timings[name] = dt
+        if not self.quiet:
+            print(f" {dt:.2f} s", file=sys.stderr, flush=True)
+        return out
+
+
+def _calibration_inputs(module: ModuleOp, calib) -> tuple[dict[str, np.ndarray], str]:
+    from qcc.interpreter import io_names, main_func
+    from qcc.passes.calibrate import synthetic_inputs
+
+    if calib is None:
+        return synthetic_inputs(module), "synthetic"
+    if isinstance(calib, str | os.PathLike):
+        from qcc.cli import load_npz
+
+        data, source = load_npz(os.fspath(calib)), os.fspath(calib)
+    else:
+        data, source = {k: np.asarray(v) for k, v in calib.items()}, "in-memory arrays"
+    names, _ = io_names(main_func(module))
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise QccError(f"--calib {source}: no array for graph input(s) {', '.join(missing)} "
+                       f"(the file holds: {', '.join(sorted(data)) or 'nothing'})")
+    return {n: data[n] for n in names}, source
+
+
+def build(model, opts: Options) -> tuple[ModuleOp, dict]:
+    """Runs the pipeline; returns the final module and the report dict."""
+    from qcc.importer import import_model
+    from qcc.passes.assign_bit_widths import assign
+    from qcc.passes.calibrate import activation_widths, annotate, collect_stats
+    from qcc.passes.fold_batchnorm import FoldBatchNormPass
+    from qcc.passes.lower_to_quant import LowerToQuantPass
+    from qcc.passes.measure_sensitivity import SENSITIVITY, measure, metrics_attr
+    from qcc.report import build_report
+
+    if opts.target not in TARGETS:
+        raise QccError(f"--target '{opts.target}' is not one of {', '.join(TARGETS)}")
+    if opts.calib_method not in ("minmax", "percentile", "mse", "entropy"):
+        raise QccError(f"--calib-method '{opts.calib_method}' is not one of minmax, percentile, mse, entropy")
+    timings: dict[str, float] = {}
+    stage = Stage(opts.quiet, timings)
+    ctx = Context()
+    module = stage("import", lambda: import_model(model, opts.input_shapes))
+    stage("fold-batchnorm", lambda: FoldBatchNormPass().apply(ctx, module))
+    float_module = module.clone()
+    info: dict[str, Any] = {"timings": timings, "options": _options_json(opts)}
+    if opts.float_only:
+        info["calibration"] = None
+        return module, build_report(module, float_module, None, info)
+
+    inputs, source = _calibration_inputs(module, opts.calib)
+    n = min(len(v) for v in inputs.values())
+    if n == 0:
+        raise QccError(f"calibration data {source}: no samples")
+    progress = _progress(opts.quiet)
+    widths = activation_widths(opts.bits)
+    op_stats, arg_stats = stage("calibrate", lambda: collect_stats(module, inputs, progress=progress("calibrate")))
+    annotate(module, op_stats, arg_stats, opts.calib_method, widths, n, source)
+    info["calibration"] = {"source": source, "samples": n, "method": opts.calib_method,
+                           "synthetic": source == "synthetic"}
+    metrics = stage("measure-sensitivity",
+                    lambda: measure(module, inputs, opts.bits, progress=progress("sensitivity")))
+    for op, m in metrics.items():
+        op.attributes[SENSITIVITY] = metrics_attr(m)
+    stage("assign-bit-widths", lambda: assign(module, opts.bits, sqnr_min=opts.sqnr_min,
+                                              size_budget_kb=opts.size_budget_kb,
+                                              bitops_budget=opts.bitops_budget, strategy=opts.strategy))
+    annotated = module.clone()
+    stage("lower-to-quant", lambda: LowerToQuantPass().apply(ctx, module))
+    module.verify()
+    return module, build_report(module, float_module, annotated, info)
+
+
+def _options_json(opts: Options) -> dict:
+    return {"target": opts.target, "emit": opts.emit, "bits": list(opts.bits), "sqnr_min": opts.sqnr_min,
+            "size_budget_kb": opts.size_budget_kb, "bitops_budget": opts.bitops_budget,
+            "strategy": opts.strategy, "float": opts.float_only, "calib_method": opts.calib_method}
+
+
+def _progress(quiet: bool):
+    def make(label: str):
+        if quiet or not sys.stderr.isatty():
+            return None
+        from qcc.cli import Progress
+
+        return Progress(f"  {label}")
+
+    return make
+
+
+def prepare_out_dir(out_dir: str, force: bool) -> None:
+    """Refuses a non-empty OUT/ that qcc did not create, unless --force."""
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise QccError(f"-o {out_dir}: exists and is not a directory")
+        entries = os.listdir(out_dir)
+        if entries and MARKER not in entries and not force:
+            raise QccError(f"-o {out_dir}: directory is not empty and was not written by qcc "
+                           "(use --force to write into it)")
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    if not os.path.isdir(parent):
+        raise QccError(f"-o {out_dir}: parent directory {parent} does not exist")
+
+
+def write_out_dir(out_dir: str, files: Mapping[str, str | bytes]) -> None:
+    """Writes all files into a temporary sibling, then swaps it into place."""
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    tmp = tempfile.mkdtemp(prefix=".qcc-tmp-", dir=parent)
+    try:
+        for name, data in {**files, MARKER: "written by qcc\n"}.items():
+            mode = "wb" if isinstance(data, bytes) else "w"
+            with open(os.path.join(tmp, name), mode, **({} if mode == "wb" else {"encoding": "utf-8"})) as f:
+                f.write(data)
+        if os.path.exists(out_dir):
+            old = tempfile.mkdtemp(prefix=".qcc-old-", dir=parent)
+            os.rmdir(old)
+            os.replace(out_dir, old)
+            os.replace(tmp, out_dir)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@dataclass
+class Artifact:
+    """What `qcc.compile` returns: the output directory, the final IR and the report."""
+
+    out_dir: str
+    module: ModuleOp
+    report: dict
+
+    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Runs the compiled model (the integer interpreter until code generation lands)."""
+        from qcc.interpreter import run_samples
+
+        return {k: np.asarray(v, np.float32) for k, v in run_samples(self.module, inputs).items()}
+
+
+def compile_model(model, out_dir: str, opts: Options) -> Artifact:
+    from qcc.ir import print_module
+    from qcc.report import render_html
+
+    prepare_out_dir(out_dir, opts.force)
+    module, report = build(model, opts)
+    text = print_module(module)
+    files = {"model.mlir": text, "report.json": json.dumps(report, indent=2, default=_json_default),
+             "report.html": render_html(report)}
+    write_out_dir(out_dir, files)
+    return Artifact(out_dir, module, report)
+
+
+def _json_default(o):
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    raise TypeError(f"{type(o).__name__} is not JSON serializable")
