@@ -30,6 +30,12 @@ One optional hint extends ``attrs``: ``attrs[NUM_OUTPUTS]`` (the node's output
 count).  Only Split needs it, and only when neither ``split`` nor
 ``num_outputs`` says how many pieces to produce.
 
+Another lets a caller fuse an elementwise op into Conv: ``attrs[EPILOGUE]``,
+a function ``f(y) -> array`` of the same shape and dtype applied to the
+output; Conv may apply it to blocks of the output as they are produced
+(while they are in cache), which gives the same values as applying it to
+the whole result.
+
 Unsupported attribute values raise ``NotImplementedError`` rather than
 returning a silently wrong result.
 """
@@ -49,7 +55,7 @@ try:  # ml_dtypes ships with onnx; it only adds bfloat16 support here.
 except ImportError:  # pragma: no cover - optional
     _mld = None
 
-__all__ = ["KERNELS", "kernel", "NUM_OUTPUTS", "onnx_dtype_to_numpy"]
+__all__ = ["KERNELS", "kernel", "NUM_OUTPUTS", "EPILOGUE", "onnx_dtype_to_numpy"]
 
 # ============================================================================
 # Registry
@@ -59,6 +65,8 @@ KERNELS: dict[str, Callable] = {}
 
 #: Optional attrs key carrying the node's number of outputs (see module doc).
 NUM_OUTPUTS = "_num_outputs"
+#: Optional attrs key of Conv: elementwise function applied to its output.
+EPILOGUE = "_epilogue"
 
 
 def kernel(*op_types: str):
@@ -919,7 +927,7 @@ def _conv_blocks(N: int, per_sample_bytes: int) -> int:
     return max(1, min(N, _CONV_BLOCK_BYTES // max(per_sample_bytes, 1)))
 
 
-def _conv_depthwise(x, w, b, lay: _FlatLayout, out_sp) -> np.ndarray:
+def _conv_depthwise(x, w, b, lay: _FlatLayout, out_sp, epi=None) -> np.ndarray:
     """Depthwise (one input channel per output channel): per-tap scaled sums.
 
     Every (sample, channel) pair is its own single-channel image of the flat
@@ -957,10 +965,12 @@ def _conv_depthwise(x, w, b, lay: _FlatLayout, out_sp) -> np.ndarray:
             y[n0:n0 + k] = res
         else:
             np.add(res, bb, out=y[n0:n0 + k])
+        if epi is not None:
+            y[n0:n0 + k] = epi(y[n0:n0 + k])
     return y
 
 
-def _conv_gemm(x, w, b, lay: _FlatLayout, out_sp, G) -> np.ndarray:
+def _conv_gemm(x, w, b, lay: _FlatLayout, out_sp, G, epi=None) -> np.ndarray:
     """im2col on the flat layout (one contiguous copy per tap) + one GEMM
     per group and block of samples."""
     N, C = x.shape[:2]
@@ -995,11 +1005,82 @@ def _conv_gemm(x, w, b, lay: _FlatLayout, out_sp, G) -> np.ndarray:
                 dst[...] = res
             else:
                 np.add(res, bb[:, g * Mg:(g + 1) * Mg], out=dst)
+        if epi is not None:
+            y[n0:n0 + k] = epi(y[n0:n0 + k])
     return y
 
 
-def _conv_pointwise(x, w, b, G) -> np.ndarray:
-    """1x1 kernel, stride 1, no padding: a matmul over channels per sample."""
+def _conv_gemm_same(x, w, b, ks, dils, pb, G, epi=None) -> np.ndarray:
+    """Stride-1 convolution whose output has the input's size ("same" pads).
+
+    The im2col row block of each tap is the input shifted by a constant
+    flat offset: one long contiguous copy per tap, then the positions whose
+    read falls in the padding (outside the image along some axis) are
+    zeroed - slabs for the outer axes, single columns for the last.  No
+    padded copy of the input, no discarded positions; one GEMM per group
+    and block of samples.
+    """
+    N, C = x.shape[:2]
+    M = w.shape[0]
+    sp = tuple(x.shape[2:])
+    nd = len(sp)
+    Cg, Mg = C // G, M // G
+    P = int(np.prod(sp))
+    dt = x.dtype
+    rs = [int(np.prod(sp[i + 1:])) for i in range(nd)]
+    taps = []  # (flat offset, [(axis, zeroed output slice)]) or None (all padding)
+    for kidx in itertools.product(*[range(k) for k in ks]):
+        sh = [kidx[i] * dils[i] - pb[i] for i in range(nd)]
+        if any(abs(sh[i]) >= sp[i] for i in range(nd)):
+            taps.append(None)
+            continue
+        stripes = [(i, slice(0, -sh[i]) if sh[i] < 0 else slice(sp[i] - sh[i], sp[i]))
+                   for i in range(nd) if sh[i]]
+        taps.append((sum(sh[i] * rs[i] for i in range(nd)), stripes))
+    K = len(taps)
+    wg = np.ascontiguousarray(w.reshape(G, Mg, Cg, K).transpose(0, 1, 3, 2).reshape(G, Mg, K * Cg))
+    y = np.empty((N, M) + sp, dtype=dt)
+    bb = None if b is None else b.reshape(1, M, 1).astype(dt, copy=False)
+    yv = y.reshape(N, M, P)
+    xv = x.reshape(N, C, P)
+    nb = _conv_blocks(N, (K * Cg + Mg) * P * dt.itemsize)
+    cols = None
+    for n0 in range(0, N, nb):
+        k = min(nb, N - n0)
+        if cols is None or cols.shape[2] != k:
+            cols = np.empty((K, Cg, k, P), dtype=dt)
+        for g in range(G):
+            src = xv[n0:n0 + k, g * Cg:(g + 1) * Cg].transpose(1, 0, 2)  # [Cg, k, P]
+            for t, tap in enumerate(taps):
+                dst = cols[t]
+                if tap is None:
+                    dst.fill(0)
+                    continue
+                off, stripes = tap
+                lo, hi = max(0, -off), P - max(0, off)
+                dst[:, :, lo:hi] = src[:, :, lo + off:hi + off]
+                grid = dst.reshape((Cg, k) + sp)
+                for i, sl in stripes:
+                    grid[(slice(None), slice(None)) + (slice(None),) * i + (sl,)] = 0
+            r = wg[g] @ cols.reshape(K * Cg, k * P)  # [Mg, k*P]
+            res = r.reshape(Mg, k, P).swapaxes(0, 1)
+            dst = yv[n0:n0 + k, g * Mg:(g + 1) * Mg]
+            if bb is None:
+                dst[...] = res
+            else:
+                np.add(res, bb[:, g * Mg:(g + 1) * Mg], out=dst)
+        if epi is not None:
+            y[n0:n0 + k] = epi(y[n0:n0 + k])
+    return y
+
+
+def _epi(y: np.ndarray, epi) -> np.ndarray:
+    return y if epi is None else epi(y)
+
+
+def _conv_pointwise(x, w, b, G, epi=None) -> np.ndarray:
+    """1x1 kernel, stride 1, no padding: a matmul over channels per sample,
+    in blocks of samples so bias and epilogue run on cache-resident data."""
     N, C = x.shape[:2]
     M = w.shape[0]
     sp = x.shape[2:]
@@ -1007,14 +1088,21 @@ def _conv_pointwise(x, w, b, G) -> np.ndarray:
     dt = x.dtype
     Cg, Mg = C // G, M // G
     xs = x.reshape(N, G, Cg, P)
-    y = np.matmul(w.reshape(G, Mg, Cg), xs)  # [N, G, Mg, P]
-    y = y.reshape((N, M) + tuple(sp))
-    if b is not None:
-        y += b.reshape((1, M) + (1,) * len(sp)).astype(dt, copy=False)
-    return y
+    wg = w.reshape(G, Mg, Cg)
+    y = np.empty((N, G, Mg, P), dtype=np.result_type(w.dtype, x.dtype))
+    bb = None if b is None else b.reshape(1, G, Mg, 1).astype(y.dtype, copy=False)
+    nb = _conv_blocks(N, (C + M) * P * dt.itemsize)
+    for n0 in range(0, N, nb):
+        blk = y[n0:n0 + nb]
+        np.matmul(wg, xs[n0:n0 + nb], out=blk)  # [k, G, Mg, P]
+        if bb is not None:
+            blk += bb
+        if epi is not None:
+            blk[...] = epi(blk.reshape((-1, M) + tuple(sp))).reshape(blk.shape)
+    return y.reshape((N, M) + tuple(sp))
 
 
-def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
+def _conv(x, w, b, strides, dils, pb, pe, group, epi=None) -> np.ndarray:
     """N-d convolution of x [N, C, *S] with w [M, C/group, *K] (cross-corr).
 
     1x1 kernels are a matmul over channels (after striding/padding);
@@ -1023,6 +1111,8 @@ def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
     both on `_FlatLayout` (long contiguous operations, no strided copies).
     Where that layout would compute mostly discarded positions (large
     unpadded kernels on small images) the exact im2col path runs instead.
+    ``epi`` (see EPILOGUE) is applied to the output, block by block where
+    the strategy works in blocks.
     """
     N, C = x.shape[:2]
     M = w.shape[0]
@@ -1030,7 +1120,7 @@ def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
     nd = len(ks)
     G = group
     if nd == 0 or x.size == 0 or w.size == 0 or min(pb) < 0 or min(pe) < 0:
-        return _conv_im2col(x, w, b, strides, dils, pb, pe, group)
+        return _epi(_conv_im2col(x, w, b, strides, dils, pb, pe, group), epi)
     Cg, Mg = C // G, M // G
     in_sp = x.shape[2:]
     k_eff = [(ks[i] - 1) * dils[i] + 1 for i in range(nd)]
@@ -1039,17 +1129,19 @@ def _conv(x, w, b, strides, dils, pb, pe, group) -> np.ndarray:
         raise ValueError("Conv output would be empty")
     if all(k == 1 for k in ks):
         xs = _pad_constant(x, pb, pe)[_window_slice(2, [0] * nd, strides, out_sp)]
-        return _conv_pointwise(np.ascontiguousarray(xs), w, b, G)
+        return _conv_pointwise(np.ascontiguousarray(xs), w, b, G, epi)
     # wide rows too when the extra input planes (Cg per column shift) are
     # small next to the output channels whose extraction they speed up
     lay = _FlatLayout(in_sp, ks, strides, dils, pb, out_sp, wrap_wide=Cg * ks[-1] <= Mg)
     if Cg == 1 and G > 1:
         if Mg > 1:
             x = np.repeat(x, Mg, axis=1)
-        return _conv_depthwise(x, w, b, lay, out_sp)
+        return _conv_depthwise(x, w, b, lay, out_sp, epi)
+    if all(s == 1 for s in strides) and tuple(out_sp) == tuple(in_sp):
+        return _conv_gemm_same(x, w, b, ks, dils, pb, G, epi)
     if lay.S > 1.8 * int(np.prod(out_sp)):
-        return _conv_im2col(x, w, b, strides, dils, pb, pe, group)
-    return _conv_gemm(x, w, b, lay, out_sp, G)
+        return _epi(_conv_im2col(x, w, b, strides, dils, pb, pe, group), epi)
+    return _conv_gemm(x, w, b, lay, out_sp, G, epi)
 
 
 def _conv_geometry(attrs, x, w):
@@ -1069,8 +1161,11 @@ def k_conv(inputs, attrs, opset):
     strides, dils, pb, pe = _conv_geometry(attrs, x, w)
     xc, wc = _up(x), _up(w).astype(_up(x).dtype, copy=False)
     bc = None if b is None else _up(b)
-    y = _conv(xc, wc, bc, strides, dils, pb, pe, int(attrs.get("group", 1)))
-    return [_as(y, x.dtype)]
+    epi = attrs.get(EPILOGUE)
+    blockwise = epi if xc.dtype == x.dtype else None  # else after rounding to x.dtype
+    y = _conv(xc, wc, bc, strides, dils, pb, pe, int(attrs.get("group", 1)), blockwise)
+    y = _as(y, x.dtype)
+    return [epi(y) if epi is not None and blockwise is None else y]
 
 
 @kernel("ConvTranspose")
@@ -1177,6 +1272,27 @@ def _kernel_offsets(ks, dils):
         yield offs, [o * d for o, d in zip(offs, dils)]
 
 
+def _window_reduce(xp, ks, strides, dils, out, op) -> np.ndarray:
+    """``op`` (np.maximum / np.add) over every pooling window of ``xp``
+    [N, C, *S], one spatial axis at a time: sum(K) strided passes instead of
+    prod(K), the first ones over whole contiguous rows.  Returns a new array."""
+    y = xp
+    for i in range(len(ks)):
+        lead = (slice(None),) * (2 + i)
+        acc, owned = None, False
+        for k in range(ks[i]):
+            o = k * dils[i]
+            sl = y[lead + (slice(o, o + (out[i] - 1) * strides[i] + 1, strides[i]),)]
+            if acc is None:
+                acc = sl
+            elif not owned:
+                acc, owned = op(acc, sl), True
+            else:
+                op(acc, sl, out=acc)
+        y = acc
+    return y.copy() if np.may_share_memory(y, xp) else y
+
+
 @kernel("MaxPool")
 def k_maxpool(inputs, attrs, opset):
     """MaxPool: running maximum over kernel offsets (strided views).
@@ -1187,13 +1303,7 @@ def k_maxpool(inputs, attrs, opset):
     x = inputs[0]
     ks, strides, dils, out, pb, pe = _pool_geometry(attrs, x.shape[2:])
     xp = _pool_input(x, ks, strides, dils, out, pb, _lowest(x.dtype))
-    y = None
-    for _, offs in _kernel_offsets(ks, dils):
-        sl = xp[_window_slice(2, offs, strides, out)]
-        if y is None:
-            y = sl.copy()
-        else:
-            np.maximum(y, sl, out=y)
+    y = _window_reduce(xp, ks, strides, dils, out, np.maximum)
 
     def indices():
         nd = len(ks)
@@ -1244,13 +1354,7 @@ def k_averagepool(inputs, attrs, opset):
     xc = _up(x)
     ks, strides, dils, out, pb, pe = _pool_geometry(attrs, x.shape[2:])
     xp = _pool_input(xc, ks, strides, dils, out, pb, 0)
-    y = None
-    for _, offs in _kernel_offsets(ks, dils):
-        sl = xp[_window_slice(2, offs, strides, out)]
-        if y is None:
-            y = sl.copy()
-        else:
-            y += sl
+    y = _window_reduce(xp, ks, strides, dils, out, np.add)
     cnt = _pool_counts(x.shape[2:], ks, strides, dils, out, pb, pe,
                        attrs.get("count_include_pad", 0))
     if np.all(cnt == cnt.flat[0]):

@@ -34,7 +34,7 @@ from xdsl.ir import Operation
 from qcc.dialects import onnx as donnx
 from qcc.dialects.quant import QuantOp
 from qcc.errors import QccError
-from qcc.float_kernels import KERNELS, NUM_OUTPUTS
+from qcc.float_kernels import EPILOGUE, KERNELS, NUM_OUTPUTS
 
 
 def module_opset(module: ModuleOp) -> int:
@@ -325,6 +325,10 @@ def _run_xdsl(module: ModuleOp, args: Iterable[Any], *, batch: int | None = None
     return interp.call_op(fn, tuple(args))
 
 
+# Elementwise ops (single tensor input, other inputs constant) fused into a
+# preceding Conv; see `_Plan._fuse`.
+_EPILOGUE_OPS = {"Relu", "Clip", "HardSwish", "HardSigmoid", "LeakyRelu", "Sigmoid", "Tanh"}
+
 # Ops never evaluated ahead of time even when every input is a constant.
 _NO_FOLD = {
     "RandomNormal", "RandomNormalLike", "RandomUniform", "RandomUniformLike",
@@ -422,16 +426,15 @@ class _Plan:
         self.nslots = nslots
         self.consts = consts
         self.steps = steps
-        # Last use of every runtime value: free it right after that step.
         keep = set(self.returns)
+        live = self._fuse([st for st in steps if st[6] is None], keep, consts, opset)
+        # Last use of every runtime value: free it right after that step.
         last: dict[int, int] = {}
-        for k, st in enumerate(steps):
+        for k, st in enumerate(live):
             for i in st[3]:
                 last[i] = k
         runtime = []
-        for k, st in enumerate(steps):
-            if st[6] is not None:
-                continue
+        for k, st in enumerate(live):
             op, kernel, attrs, ins, outs, patch, _ = st
             used = tuple(j for j, s in enumerate(outs) if s in last or s in keep)
             free = tuple(i for i in dict.fromkeys(ins)
@@ -439,6 +442,41 @@ class _Plan:
             free += tuple(s for s in outs if s not in last and s not in keep)
             runtime.append((op, kernel, attrs, ins, outs, patch, used, free))
         self.runtime = runtime
+
+    @staticmethod
+    def _fuse(steps: list[list], keep: set[int], consts: dict[int, Any], opset: int) -> list[list]:
+        """Conv followed by an elementwise activation that is the only reader
+        of its output: the activation becomes the Conv kernel's EPILOGUE, so
+        it runs on output blocks while they are in cache instead of as a
+        separate pass over the whole tensor (same values either way)."""
+        readers: dict[int, int] = {}
+        for st in steps:
+            for i in st[3]:
+                readers[i] = readers.get(i, 0) + 1
+        producer = {s: k for k, st in enumerate(steps) for s in st[4]}
+        out = list(steps)
+        for k, st in enumerate(steps):
+            op, kernel, attrs, ins, outs, patch, _ = st
+            if op.onnx_type not in _EPILOGUE_OPS or kernel is None or not ins or len(outs) != 1:
+                continue
+            src = ins[0]
+            p = producer.get(src)
+            if p is None or readers.get(src) != 1 or src in keep or out[p] is None:
+                continue
+            conv = out[p]
+            if conv[0].onnx_type != "Conv" or conv[1] is None or EPILOGUE in conv[2] or len(conv[4]) != 1:
+                continue
+            if any(i not in consts for i in ins[1:]):
+                continue
+            extra = [consts[i] for i in ins[1:]]
+
+            def epilogue(y, kernel=kernel, attrs=attrs, extra=extra):
+                return kernel([y, *extra], attrs, opset)[0]
+
+            out[p] = [conv[0], conv[1], {**conv[2], EPILOGUE: epilogue}, conv[3], outs,
+                      conv[5], None]
+            out[k] = None
+        return [st for st in out if st is not None]
 
     def run(self, args: Iterable[Any], batch: int | None = None,
             observer: Observer | None = None) -> tuple[Any, ...]:

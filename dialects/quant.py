@@ -349,9 +349,9 @@ def _weight_checks(op: QuantOp, w_index: int, out_channel_axis: int) -> None:
         if b is None or b.bits != 32 or not b.signed or any(z != 0 for z in b.zero_point):
             raise VerifyException(f"{op.where()}: bias must be !quant.uniform<i32, ...> with zero point 0")
         b_shape = _shape(op.operands[w_index + 1].type)
-        if math.prod(b_shape) != w_shape[0]:
+        if math.prod(b_shape) not in (1, w_shape[0]):
             raise VerifyException(f"{op.where()}: bias of shape {list(b_shape)} must hold one value "
-                                  f"per output channel ({w_shape[0]})")
+                                  f"per output channel ({w_shape[0]}) or one for all")
         want = np.asarray(x.scale[0] * np.asarray(w.scale))
         got = np.asarray(b.scale)
         if want.size != got.size and want.size != 1 and got.size != 1 or not np.allclose(got, want, rtol=1e-6,

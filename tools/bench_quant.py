@@ -1,0 +1,190 @@
+"""Quantization quality and compile-time benchmark, side by side with onnxruntime.
+
+    python tools/bench_quant.py [--models mbv3_digits,resnet_digits,lenet_digits] [--json out.json]
+                                [--chains 100,1000,10000] [--skip-chains]
+
+For each model (calibration: its bundled calib split; evaluation: its test split):
+  float          qcc's float interpreter
+  qcc int8       qcc --bits 8 (uniform int8), run by the bit-exact integer interpreter
+  qcc mixed      qcc --bits 4,8 --size-budget 0.6 x (qcc int8 weight bytes)
+  ort int8       onnxruntime.quantization.quantize_static: QDQ, per-channel, MinMax, int8
+                 weights and activations, same calibration samples, run by onnxruntime
+with accuracy, top-1 agreement with float, output SQNR against float, weight bytes, and
+the wall time of the whole quantizing compile next to quantize_static's.
+
+The chain part times measure-sensitivity + assign-bit-widths on chains of N ops
+(tools/bench_import.py's chain models, 8 calibration samples): per-op time stays
+flat when the passes are linear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODELS = ROOT / "models"
+DATA = {"mbv3_digits": "digits", "resnet_digits": "digits", "lenet_digits": "digits",
+        "mbv3_small_digits": "digits64"}
+
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    noise = float(np.sum((ref.astype(np.float64) - got) ** 2))
+    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
+
+
+def ort_quantize(model: pathlib.Path, calib: np.ndarray, out: pathlib.Path) -> float:
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    class Reader(CalibrationDataReader):
+        def __init__(self):
+            self.it = iter([{"input": calib[i:i + 1]} for i in range(len(calib))])
+
+        def get_next(self):
+            return next(self.it, None)
+
+    t = time.perf_counter()
+    quantize_static(str(model), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                    calibrate_method=CalibrationMethod.MinMax)
+    return time.perf_counter() - t
+
+
+def ort_session(path):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    so.log_severity_level = 3
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def bench_model(name: str, work: pathlib.Path) -> dict:
+    import qcc
+    from qcc.interpreter import run_samples
+
+    prefix = DATA[name]
+    with np.load(MODELS / f"{prefix}_calib.npz") as z:
+        calib = z["input"]
+    with np.load(MODELS / f"{prefix}_test.npz") as z:
+        xs, labels = z["input"], z["label"]
+    path = MODELS / f"{name}.onnx"
+    rows = {}
+    float_logits = qcc.interpret(path, {"input": xs})["logits"]
+
+    def row(label, logits, weight_bytes, compile_s):
+        rows[label] = {
+            "accuracy": float((logits.argmax(1) == labels).mean()),
+            "agreement": float((logits.argmax(1) == float_logits.argmax(1)).mean()),
+            "sqnr_db": sqnr_db(float_logits, logits),
+            "weight_bytes": int(weight_bytes),
+            "compile_s": compile_s,
+        }
+
+    t = time.perf_counter()
+    art8 = qcc.compile(path, str(work / f"{name}_int8"), calib={"input": calib}, bits=(8,), force=True)
+    t8 = time.perf_counter() - t
+    float_bytes = art8.report["totals"]["float_weight_bytes"]
+    row("float", float_logits, float_bytes, None)
+    row("qcc int8", run_samples(art8.module, {"input": xs})["logits"], art8.report["totals"]["weight_bytes"], t8)
+    budget_kb = 0.6 * art8.report["totals"]["weight_bytes"] / 1024
+    t = time.perf_counter()
+    artm = qcc.compile(path, str(work / f"{name}_mixed"), calib={"input": calib}, bits=(4, 8),
+                       size_budget_kb=budget_kb, force=True)
+    tm = time.perf_counter() - t
+    row("qcc mixed 0.6x", run_samples(artm.module, {"input": xs})["logits"], artm.report["totals"]["weight_bytes"],
+        tm)
+    qpath = work / f"{name}_ort_int8.onnx"
+    to = ort_quantize(path, calib, qpath)
+    sess = ort_session(qpath)
+    ort_logits = np.concatenate([sess.run(None, {"input": xs[i:i + 64]})[0] for i in range(0, len(xs), 64)])
+    row("ort int8 (QDQ)", ort_logits, _int8_weight_bytes(qpath), to)
+    return {"model": name, "samples_test": int(len(xs)), "samples_calib": int(len(calib)), "rows": rows}
+
+
+def _int8_weight_bytes(path: pathlib.Path) -> int:
+    """Bytes of the int8 weight initializers of a QDQ model (scales/zero points excluded)."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(path)
+    return int(sum(numpy_helper.to_array(t).nbytes for t in m.graph.initializer
+                   if t.data_type in (onnx.TensorProto.INT8, onnx.TensorProto.UINT8) and np.prod(t.dims) > 1))
+
+
+def bench_chains(sizes: list[int]) -> list[dict]:
+    import qcc
+    from qcc.passes.assign_bit_widths import assign
+    from qcc.passes.calibrate import annotate, collect_stats
+    from qcc.passes.measure_sensitivity import SENSITIVITY, measure, metrics_attr
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    from bench_import import chain_model
+
+    out = []
+    rng = np.random.default_rng(0)
+    for n in sizes:
+        module = qcc.import_model(chain_model(n))
+        xs = {"x": rng.standard_normal((8, 8, 8, 8)).astype(np.float32)}
+        t = time.perf_counter()
+        st, ast = collect_stats(module, xs)
+        annotate(module, st, ast, "minmax", (4, 8), 8, "bench")
+        t_cal = time.perf_counter() - t
+        t = time.perf_counter()
+        for op, m in measure(module, xs, (4, 8)).items():
+            op.attributes[SENSITIVITY] = metrics_attr(m)
+        t_sens = time.perf_counter() - t
+        t = time.perf_counter()
+        ch = assign(module, (4, 8), size_budget_kb=0.6 * n / 4 * 64 / 1024)
+        t_assign = time.perf_counter() - t
+        out.append({"ops": n, "calibrate_s": t_cal, "sensitivity_s": t_sens, "assign_s": t_assign,
+                    "assigned_ops": len(ch)})
+        print(f"  chain {n:>6} ops: calibrate {t_cal:7.2f} s  sensitivity {t_sens:7.2f} s "
+              f"({t_sens / n * 1e3:.2f} ms/op)  assign {t_assign:6.3f} s ({t_assign / n * 1e6:.1f} us/op)")
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default="mbv3_digits,resnet_digits,lenet_digits")
+    ap.add_argument("--chains", default="100,1000,10000")
+    ap.add_argument("--skip-chains", action="store_true")
+    ap.add_argument("--json")
+    args = ap.parse_args(argv)
+    results = {"models": [], "chains": []}
+    with tempfile.TemporaryDirectory() as d:
+        work = pathlib.Path(d)
+        for name in args.models.split(","):
+            if not (MODELS / f"{name}.onnx").exists():
+                print(f"{name}: not found in models/, skipped")
+                continue
+            r = bench_model(name, work)
+            results["models"].append(r)
+            print(f"\n{name} ({r['samples_test']} test images, {r['samples_calib']} calibration images)")
+            print(f"  {'':18} {'accuracy':>9} {'agree':>7} {'SQNR dB':>8} {'weight B':>9} {'compile s':>9}")
+            for label, x in r["rows"].items():
+                cs = "" if x["compile_s"] is None else f"{x['compile_s']:.2f}"
+                print(f"  {label:18} {x['accuracy']:9.4f} {x['agreement']:7.4f} {x['sqnr_db']:8.2f} "
+                      f"{x['weight_bytes']:9d} {cs:>9}")
+    if not args.skip_chains:
+        print("\nsensitivity + assignment scaling (8 samples):")
+        results["chains"] = bench_chains([int(s) for s in args.chains.split(",")])
+    if args.json:
+        pathlib.Path(args.json).write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
