@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 
 from qcc.errors import QccError
 
@@ -92,7 +93,9 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     """Runs the pipeline; returns the final module and the report dict."""
     from qcc.importer import import_model
     from qcc.passes.assign_bit_widths import assign
-    from qcc.passes.calibrate import activation_widths, annotate, collect_stats
+    from qcc.calibration_ranges import TensorStats
+    from qcc.interpreter import main_func
+    from qcc.passes.calibrate import activation_widths, annotate, record_float
     from qcc.passes.fold_batchnorm import FoldBatchNormPass
     from qcc.passes.lower_to_quant import LowerToQuantPass
     from qcc.passes.measure_sensitivity import SENSITIVITY, measure, metrics_attr
@@ -119,12 +122,14 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
         raise QccError(f"calibration data {source}: no samples")
     progress = _progress(opts.quiet)
     widths = activation_widths(opts.bits)
-    op_stats, arg_stats = stage("calibrate", lambda: collect_stats(module, inputs, progress=progress("calibrate")))
-    annotate(module, op_stats, arg_stats, opts.calib_method, widths, n, source)
+    record = stage("calibrate", lambda: record_float(module, inputs, progress=progress("calibrate")))
+    fn = main_func(module)
+    annotate(module, {k: v for k, v in record.stats.items() if isinstance(k, Operation)},
+             [record.stats.get(a) or TensorStats() for a in fn.args], opts.calib_method, widths, n, source)
     info["calibration"] = {"source": source, "samples": n, "method": opts.calib_method,
                            "synthetic": source == "synthetic"}
     metrics = stage("measure-sensitivity",
-                    lambda: measure(module, inputs, opts.bits, progress=progress("sensitivity")))
+                    lambda: measure(module, inputs, opts.bits, progress=progress("sensitivity"), record=record))
     for op, m in metrics.items():
         op.attributes[SENSITIVITY] = metrics_attr(m)
     stage("assign-bit-widths", lambda: assign(module, opts.bits, sqnr_min=opts.sqnr_min,

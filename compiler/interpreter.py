@@ -457,14 +457,14 @@ class _Plan:
         out = list(steps)
         for k, st in enumerate(steps):
             op, kernel, attrs, ins, outs, patch, _ = st
-            if op.onnx_type not in _EPILOGUE_OPS or kernel is None or not ins or len(outs) != 1:
+            if getattr(op, "onnx_type", None) not in _EPILOGUE_OPS or kernel is None or not ins or len(outs) != 1:
                 continue
             src = ins[0]
             p = producer.get(src)
             if p is None or readers.get(src) != 1 or src in keep or out[p] is None:
                 continue
             conv = out[p]
-            if conv[0].onnx_type != "Conv" or conv[1] is None or EPILOGUE in conv[2] or len(conv[4]) != 1:
+            if getattr(conv[0], "onnx_type", None) != "Conv" or conv[1] is None or EPILOGUE in conv[2] or len(conv[4]) != 1:
                 continue
             if any(i not in consts for i in ins[1:]):
                 continue

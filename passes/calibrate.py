@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from xdsl.context import Context
@@ -75,31 +76,103 @@ def range_key(bits: int) -> str:
     return f"i{bits}"
 
 
-def collect_stats(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
-                  progress: Callable[[int, int], None] | None = None
-                  ) -> tuple[dict[Operation, TensorStats], list[TensorStats]]:
-    """Runs the float interpreter over `inputs`; statistics of every op's first
-    float result and of every @main argument."""
-    from qcc.interpreter import io_names, main_func, run_samples
+def _channel_ms(x: np.ndarray) -> np.ndarray:
+    """Sum of squares per channel (axis 1 of a rank >= 3 tensor, else the last axis)."""
+    x = np.asarray(x, np.float64)
+    if x.ndim >= 3:
+        return np.sum(np.square(x), axis=tuple(i for i in range(x.ndim) if i != 1))
+    return np.sum(np.square(x), axis=tuple(range(x.ndim - 1)))
+
+
+class FloatRecord:
+    """What one float inference per sample leaves behind, for calibration and for the
+    float side of the sensitivity metrics: per tensor its streaming statistics,
+    its per-channel mean square, and its values at a few fixed positions of
+    every sample (to compare with the quantized inference later)."""
+
+    PROBE_BUDGET = 1 << 22  # floats kept for the comparison, over all tensors and samples
+
+    def __init__(self, n_samples: int, n_tensors: int):
+        self.stats: dict[Any, TensorStats] = {}
+        self.channel_sq: dict[Any, np.ndarray] = {}
+        self.channel_n: dict[Any, int] = {}
+        self.probe_idx: dict[Any, np.ndarray] = {}
+        self.probe_vals: dict[Any, list[np.ndarray]] = {}
+        self.per_tensor = int(np.clip(self.PROBE_BUDGET // max(1, n_samples * n_tensors), 16, 1024))
+
+    def add(self, key, y: np.ndarray, batched: bool) -> None:
+        y = np.asarray(y)
+        st = self.stats.get(key)
+        if st is None:
+            st = self.stats[key] = TensorStats()
+        st.update(y)
+        sq = _channel_ms(y)
+        if key in self.channel_sq and self.channel_sq[key].shape == sq.shape:
+            self.channel_sq[key] += sq
+            self.channel_n[key] += y.size // max(1, sq.size)
+        else:
+            self.channel_sq[key] = sq
+            self.channel_n[key] = y.size // max(1, sq.size)
+        flat = y.reshape(y.shape[0], -1) if batched and y.ndim else y.reshape(1, -1)
+        idx = self.probe_idx.get(key)
+        if idx is None:
+            rng = np.random.default_rng(len(self.probe_idx))
+            m = flat.shape[1]
+            idx = np.sort(rng.choice(m, size=min(m, self.per_tensor), replace=False)) if m else np.zeros(0, int)
+            self.probe_idx[key] = idx
+        self.probe_vals.setdefault(key, []).append(flat[:, idx].astype(np.float32))
+
+    def channel_ms(self, key) -> np.ndarray | None:
+        if key not in self.channel_sq:
+            return None
+        return self.channel_sq[key] / max(1, self.channel_n[key])
+
+    def probe(self, key) -> np.ndarray | None:
+        v = self.probe_vals.get(key)
+        return None if v is None else np.concatenate(v)
+
+
+def record_float(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
+                 progress: Callable[[int, int], None] | None = None) -> FloatRecord:
+    """One float inference per sample; keys are ops (their first result) and @main arguments."""
+    from qcc.interpreter import batchable, main_func, run_samples
 
     fn = main_func(module)
-    op_stats: dict[Operation, TensorStats] = {}
-    in_names, _ = io_names(fn)
-    arg_stats = [TensorStats() for _ in fn.args]
-    for s, name, a in zip(arg_stats, in_names, fn.args):
-        if _is_float_tensor(a.type):
-            s.update(np.asarray(inputs[name], np.float32))
+    n = min((len(v) for v in inputs.values()), default=0)
+    ops = [op for op in fn.body.walk() if op.results and _is_float_tensor(op.results[0].type)]
+    rec = FloatRecord(n, len(ops) + len(fn.args))
+    batched = batchable(module)
 
     def observe(op: Operation, results) -> None:
         if not op.results or not _is_float_tensor(op.results[0].type) or getattr(op, "onnx_type", "") == "Constant":
             return
-        st = op_stats.get(op)
-        if st is None:
-            st = op_stats[op] = TensorStats()
-        st.update(np.asarray(results[0]))
+        if not results or results[0] is None:
+            return
+        y = np.asarray(results[0])
+        if not batched:
+            y = y.reshape(1, *y.shape[1:]) if y.ndim and y.shape[0] == 1 else y[None]
+        rec.add(op, y, True)
 
+    from qcc.interpreter import io_names
+
+    names, _ = io_names(fn)
+    for name, a in zip(names, fn.args):
+        if _is_float_tensor(a.type):
+            rec.add(a, np.asarray(inputs[name], np.float32), True)
     run_samples(module, inputs, chunk=chunk, progress=progress, observer=observe)
-    return op_stats, arg_stats
+    return rec
+
+
+def collect_stats(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
+                  progress: Callable[[int, int], None] | None = None
+                  ) -> tuple[dict[Operation, TensorStats], list[TensorStats]]:
+    """Statistics of every op's first float result and of every @main argument."""
+    from qcc.interpreter import main_func
+
+    rec = record_float(module, inputs, chunk=chunk, progress=progress)
+    fn = main_func(module)
+    return ({k: v for k, v in rec.stats.items() if isinstance(k, Operation)},
+            [rec.stats.get(a, TensorStats()) for a in fn.args])
 
 
 def _ranges_attr(stats: TensorStats, method: str, widths: Sequence[int]) -> DictionaryAttr:

@@ -1,8 +1,8 @@
 """`measure-sensitivity`: QuantuneV2-style local metrics from exactly two
 inferences per calibration sample — one float, one quantized.
 
-For every calibrated op and every candidate width b it stores (all in dB or
-mean squared error per output element, so they print and re-parse):
+For every calibrated op and every candidate width b it stores (dB, or mean
+squared error per output element), so they print and re-parse:
 
     qcc.sensitivity = {
       w_sqnr  = {i4 = .., i8 = ..},   weight SQNR at b bits (per-channel symmetric)
@@ -10,16 +10,18 @@ mean squared error per output element, so they print and re-parse):
       w_mse   = {i4 = .., i8 = ..},   output error its weights alone cause at b bits
       a_mse   = {i4 = .., i8 = ..},   output error its own activation quantization causes
       signal  = mean square of the float output,
-      ref_sqnr = SQNR of the quantized inference's output at this op (reference widths)
+      ref_sqnr = SQNR of the quantized inference's output at this op (widest widths)
     }
 
-Everything except `ref_sqnr` is local: it uses the op's float inputs and only
-the op's own quantization. `w_mse` comes from the float inference's
-per-input-channel second moments E[x_j^2]: a weight error dW adds noise of
-variance sum_j,k dW[c,j,k]^2 E[x_j^2] to output channel c (inputs treated as
-uncorrelated), so no extra inference per width is needed. `ref_sqnr` comes from
-the one quantized inference per sample (every op at the widest candidate):
-the error each op actually sees with everything before it quantized.
+The float inference is the one calibration runs (`calibrate.record_float`):
+its reservoir sample of every tensor gives a_sqnr/a_mse, its per-channel
+second moments E[x_j^2] give w_mse — a weight error dW adds noise of variance
+sum_j,k dW[c,j,k]^2 E[x_j^2] to output channel c (inputs treated as
+uncorrelated), so no extra inference per width is needed — and its values at
+fixed probe positions are what the one quantized inference per sample (every
+op at the widest candidate) is compared with for ref_sqnr: the error each op
+really sees with everything before it quantized. Run on its own, the pass
+makes that float record itself: still two inferences per sample.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from xdsl.passes import ModulePass
 
 from qcc import numerics as nx
 from qcc.dialects import onnx as donnx
-from qcc.dialects.quant import QuantOp, qparams_of
+from qcc.dialects.quant import ConstantOp, QuantizeOp, QuantOp, qparams_of
 from qcc.errors import QccError
 from qcc.passes.calibrate import (
     RANGES,
@@ -98,41 +100,26 @@ def _weight_noise(op: donnx.OnnxOp, w: np.ndarray, bits: int, x_ms: np.ndarray |
     return sqnr_db(sig, noise), out_noise
 
 
-class _Accumulator:
-    """Per-op running sums over calibration chunks."""
-
-    def __init__(self, widths: Sequence[int]):
-        self.widths = widths
-        self.sig = 0.0
-        self.n = 0
-        self.act_noise = {b: 0.0 for b in widths}
-        self.in_ms: np.ndarray | None = None
-        self.in_n = 0
-        self.ref_sig = 0.0
-        self.ref_noise = 0.0
-
-
-def _channel_ms(x: np.ndarray) -> np.ndarray:
-    """Mean square per channel (axis 1 for rank >= 2 tensors, last axis for FC inputs)."""
-    x = np.asarray(x, np.float64)
-    if x.ndim >= 3:
-        return np.mean(np.square(x), axis=tuple(i for i in range(x.ndim) if i != 1))
-    return np.mean(np.square(x), axis=tuple(range(x.ndim - 1)))
+def _value_key(v):
+    """FloatRecord key of an SSA value: its defining op, or the block argument itself."""
+    return v.owner if isinstance(v.owner, Operation) else v
 
 
 def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[int], *, chunk: int = 32,
-            progress=None) -> dict[Operation, dict]:
-    """Runs the two inferences per sample and returns the metrics per op."""
+            progress=None, record=None) -> dict[Operation, dict]:
+    """Metrics per calibrated op. The float side comes from `record` (the float
+    inference calibration already ran; made here if None), the quantized side
+    from one quantized inference per sample at the widest candidate widths."""
     from qcc.interpreter import _plan, batchable, io_names, main_func, run_main
+    from qcc.passes.calibrate import record_float
     from qcc.passes.lower_to_quant import A_BITS, W_BITS, LowerToQuantPass
 
+    if record is None:
+        record = record_float(module, inputs, chunk=chunk, progress=progress)
     a_widths = activation_widths(bits)
     w_widths = tuple(bits)
     fn = main_func(module)
     ops = [op for op in fn.body.walk() if isinstance(op, donnx.OnnxOp) and RANGES in op.attributes]
-    acc = {op: _Accumulator(a_widths) for op in ops}
-    by_name = {op.node_name: op for op in ops if op.node_name}
-    weights = {op: weight_matrix(op) for op in ops}
 
     # the quantized twin at the widest candidate widths
     qmod = module.clone()
@@ -140,74 +127,45 @@ def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[i
         if isinstance(o, donnx.OnnxOp) and RANGES in o.attributes:
             o.attributes[A_BITS] = IntegerAttr(max(a_widths), i64)
             o.attributes[W_BITS] = IntegerAttr(max(w_widths), i64)
+    by_name = {op.node_name: op for op in ops if op.node_name}
     LowerToQuantPass().apply(Context(), qmod)
 
     in_names, _ = io_names(fn)
     n = min(len(v) for v in inputs.values())
-    use_batch = batchable(module) and batchable(qmod)
+    use_batch = batchable(qmod)
     step = chunk if use_batch else 1
-    fplan, qplan = _plan(module), _plan(qmod)
-    ops_set = set(ops)
-    producers = {op: op.inputs[0].owner if weights[op] is not None else None for op in ops}
-    arg_index = {a: i for i, a in enumerate(fn.args)}
+    qplan = _plan(qmod)
+    ref_sig = {op: 0.0 for op in ops}
+    ref_noise = {op: 0.0 for op in ops}
     done = 0
     while done < n:
         k = min(step, n - done)
         args = [np.asarray(inputs[nm][done: done + k]) for nm in in_names]
         if not use_batch:
             args = [a.reshape(tuple(x.type.get_shape())) for a, x in zip(args, fn.args)]
-        float_out: dict[str, np.ndarray] = {}
-        seen: dict[Operation, np.ndarray] = {}
-
-        def observe_float(op, results):
-            if not results or op not in ops_set and not any(p is op for p in producers.values()):
-                return
-            y = np.asarray(results[0])
-            seen[op] = y
-            if op not in ops_set:
-                return
-            a = acc[op]
-            yd = y.astype(np.float64)
-            a.sig += float(np.sum(np.square(yd)))
-            a.n += y.size
-            for b in a_widths:
-                r = tensor_range(op.attributes, b)
-                if r is not None:
-                    qp = nx.choose_qparams(*r, b, signed=True, symmetric=(b == 16))
-                    a.act_noise[b] += float(np.sum(np.square(yd - nx.fake_quantize(yd, qp))))
-            if op.node_name:
-                float_out[op.node_name] = y
-
-        run_main(module, args, batch=k if use_batch else None, observer=observe_float, plan=fplan)
-        # per-input-channel second moments of the weighted ops' inputs
-        for op in ops:
-            if weights[op] is None:
-                continue
-            src = op.inputs[0]
-            x = seen.get(src.owner) if isinstance(src.owner, Operation) else args[arg_index[src]]
-            if x is None:
-                continue
-            ms = _channel_ms(x)
-            a = acc[op]
-            a.in_ms = ms * x.size if a.in_ms is None else a.in_ms + ms * x.size
-            a.in_n += x.size
+        lo = done
 
         def observe_quant(op, results):
-            if not isinstance(op, QuantOp) or not results or op.name in ("quant.constant", "quant.quantize"):
+            if not isinstance(op, QuantOp) or not results or isinstance(op, (ConstantOp, QuantizeOp)):
                 return
-            name = op.node_name
-            f = float_out.get(name)
-            if f is None:
-                return
+            src = by_name.get(op.node_name)
             qp = qparams_of(op.results[0].type)
-            if qp is None:
+            if src is None or qp is None:
                 return
-            yq = nx.dequantize(np.asarray(results[0]), qp).astype(np.float64)
-            if yq.shape != f.shape:
+            idx = record.probe_idx.get(src)
+            f = record.probe(src)
+            if idx is None or f is None:
                 return
-            a = acc[by_name[name]]
-            a.ref_sig += float(np.sum(np.square(f.astype(np.float64))))
-            a.ref_noise += float(np.sum(np.square(f.astype(np.float64) - yq)))
+            yq = np.asarray(results[0])
+            flat = yq.reshape(yq.shape[0], -1) if use_batch else yq.reshape(1, -1)
+            if flat.shape[1] <= (idx.max() if idx.size else 0):
+                return
+            yq = nx.dequantize(flat[:, idx], qp).astype(np.float64)
+            fr = f[lo: lo + yq.shape[0]].astype(np.float64)
+            if fr.shape != yq.shape:
+                return
+            ref_sig[src] += float(np.sum(np.square(fr)))
+            ref_noise[src] += float(np.sum(np.square(fr - yq)))
 
         run_main(qmod, args, batch=k if use_batch else None, observer=observe_quant, plan=qplan)
         done += k
@@ -216,20 +174,26 @@ def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[i
 
     metrics = {}
     for op in ops:
-        a = acc[op]
-        if a.n == 0:
+        st = record.stats.get(op)
+        if st is None or st.count == 0:
             continue
-        signal = a.sig / a.n
+        sample = st.sample().astype(np.float64)
+        signal = float(np.mean(np.square(sample))) if sample.size else 0.0
         m: dict = {"signal": signal, "a_sqnr": {}, "a_mse": {}, "w_sqnr": {}, "w_mse": {}}
         for b in a_widths:
-            m["a_mse"][b] = a.act_noise[b] / a.n
-            m["a_sqnr"][b] = sqnr_db(a.sig, a.act_noise[b])
-        w = weights[op]
+            r = tensor_range(op.attributes, b)
+            if r is None:
+                continue
+            qp = nx.choose_qparams(*r, b, signed=True, symmetric=(b == 16))
+            noise = float(np.mean(np.square(sample - nx.fake_quantize(sample, qp)))) if sample.size else 0.0
+            m["a_mse"][b] = noise
+            m["a_sqnr"][b] = sqnr_db(signal, noise)
+        w = weight_matrix(op)
         if w is not None:
-            x_ms = None if a.in_ms is None else a.in_ms / a.in_n
+            x_ms = record.channel_ms(_value_key(op.inputs[0]))
             for b in w_widths:
                 m["w_sqnr"][b], m["w_mse"][b] = _weight_noise(op, w, b, x_ms)
-        m["ref_sqnr"] = sqnr_db(a.ref_sig, a.ref_noise) if a.ref_sig > 0 else None
+        m["ref_sqnr"] = sqnr_db(ref_sig[op], ref_noise[op]) if ref_sig[op] > 0 else None
         metrics[op] = m
     return metrics
 
