@@ -121,14 +121,17 @@ def choose_qparams(lo: float, hi: float, bits: int, *, signed: bool = True,
 
 def weight_qparams(w: np.ndarray, bits: int, axis: int | None = 0) -> QParams:
     """Symmetric, narrow-range parameters for a weight tensor, per channel along
-    `axis` (None: per tensor). A channel of zeros gets scale 1 (any scale is exact)."""
+    `axis` (None: per tensor). A channel of zeros gets scale 1 (any scale is exact), and
+    so does one so small (subnormal) that max|w| / qmax underflows to 0."""
     qmax = qrange(bits, True, narrow=True)[1]
     if axis is None:
         m = np.array([np.abs(w).max(initial=0.0)])
     else:
         red = tuple(i for i in range(w.ndim) if i != axis)
         m = np.abs(w).max(axis=red, initial=0.0).reshape(-1)
-    scale = np.where(m > 0, m / qmax, 1.0)
+    with np.errstate(under="ignore"):
+        scale = m / qmax
+    scale = np.where(scale > 0, scale, 1.0)
     return QParams(bits, True, tuple(float(s) for s in scale), tuple(0 for _ in scale), axis)
 
 
@@ -180,32 +183,30 @@ def quantize_multipliers(reals: Sequence[float] | np.ndarray) -> tuple[np.ndarra
     return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
 
 
-def _c_div_pow2_trunc(x: np.ndarray, n: int) -> np.ndarray:
-    """C integer division by 2^n (truncation toward zero) on int64."""
-    d = np.int64(1) << np.int64(n)
-    q = np.abs(x) // d
-    return np.where(x < 0, -q, q)
-
-
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """gemmlowp's SaturatingRoundingDoublingHighMul on int32 values held in int64."""
+    """gemmlowp's SaturatingRoundingDoublingHighMul on int32 values held in int64.
+
+    gemmlowp adds a nudge of 2^30 (ab >= 0) or 1 - 2^30 (ab < 0) and divides by
+    2^31 truncating toward zero. For ab < 0, trunc(v / 2^31) = floor((v + 2^31 - 1)
+    / 2^31), and v + 2^31 - 1 = ab + 2^30: both signs reduce to the arithmetic
+    shift (ab + 2^30) >> 31. The one overflow, INT32_MIN * INT32_MIN, saturates."""
     a = np.asarray(a, np.int64)
     b = np.asarray(b, np.int64)
-    overflow = (a == INT32_MIN) & (b == INT32_MIN)
-    ab = a * b
-    nudge = np.where(ab >= 0, np.int64(1 << 30), np.int64(1 - (1 << 30)))
-    res = _c_div_pow2_trunc(ab + nudge, 31)
-    return np.where(overflow, np.int64(INT32_MAX), res)
+    res = (a * b + np.int64(1 << 30)) >> np.int64(31)
+    if np.any(b == INT32_MIN):
+        res = np.where((a == INT32_MIN) & (b == INT32_MIN), np.int64(INT32_MAX), res)
+    return res
 
 
 def rounding_divide_by_pot(x: np.ndarray, exponent: np.ndarray) -> np.ndarray:
-    """gemmlowp's RoundingDivideByPOT: x / 2^exponent, ties away from zero."""
+    """gemmlowp's RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from zero.
+
+    gemmlowp adds one to floor(x / 2^e) when the remainder exceeds 2^(e-1) - 1
+    (x >= 0) or 2^(e-1) (x < 0); that is (x + 2^(e-1) - [x < 0]) >> e, and x for e = 0."""
     x = np.asarray(x, np.int64)
     e = np.asarray(exponent, np.int64)
-    mask = (np.int64(1) << e) - 1
-    remainder = x & mask
-    threshold = (mask >> 1) + (x < 0)
-    return (x >> e) + (remainder > threshold)
+    half = np.where(e > 0, np.int64(1) << np.maximum(e - 1, 0), 0)
+    return (x + half - ((x < 0) & (e > 0))) >> e
 
 
 def requantize32(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -214,10 +215,11 @@ def requantize32(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarr
     The left shift saturates to int32 (TFLite leaves that overflow undefined)."""
     acc = np.asarray(acc, np.int64)
     shift = np.asarray(shift, np.int64)
-    left = np.maximum(shift, 0)
-    right = np.maximum(-shift, 0)
-    x = np.clip(acc << left, INT32_MIN, INT32_MAX)
-    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m0), right)
+    if np.all(shift <= 0):
+        x = acc  # |acc| < 2^31 is proven; no left shift to saturate
+    else:
+        x = np.clip(acc << np.maximum(shift, 0), INT32_MIN, INT32_MAX)
+    return rounding_divide_by_pot(saturating_rounding_doubling_high_mul(x, m0), np.maximum(-shift, 0))
 
 
 def requantize64(acc: np.ndarray, m0: np.ndarray, shift: np.ndarray) -> np.ndarray:

@@ -78,10 +78,12 @@ def range_key(bits: int) -> str:
 
 def _channel_ms(x: np.ndarray) -> np.ndarray:
     """Sum of squares per channel (axis 1 of a rank >= 3 tensor, else the last axis)."""
-    x = np.asarray(x, np.float64)
+    x = np.asarray(x, np.float32)
     if x.ndim >= 3:
-        return np.sum(np.square(x), axis=tuple(i for i in range(x.ndim) if i != 1))
-    return np.sum(np.square(x), axis=tuple(range(x.ndim - 1)))
+        x = np.moveaxis(x, 1, 0).reshape(x.shape[1], -1)
+        return np.einsum("ij,ij->i", x, x, dtype=np.float64)
+    x = x.reshape(-1, x.shape[-1]) if x.ndim else x.reshape(1, 1)
+    return np.einsum("ij,ij->j", x, x, dtype=np.float64)
 
 
 class FloatRecord:
@@ -100,12 +102,15 @@ class FloatRecord:
         self.probe_vals: dict[Any, list[np.ndarray]] = {}
         self.per_tensor = int(np.clip(self.PROBE_BUDGET // max(1, n_samples * n_tensors), 16, 1024))
 
-    def add(self, key, y: np.ndarray, batched: bool) -> None:
+    def add(self, key, y: np.ndarray, batched: bool, channels: bool = True) -> None:
         y = np.asarray(y)
         st = self.stats.get(key)
         if st is None:
             st = self.stats[key] = TensorStats()
         st.update(y)
+        self._probe(key, y, batched)
+        if not channels:
+            return
         sq = _channel_ms(y)
         if key in self.channel_sq and self.channel_sq[key].shape == sq.shape:
             self.channel_sq[key] += sq
@@ -113,6 +118,8 @@ class FloatRecord:
         else:
             self.channel_sq[key] = sq
             self.channel_n[key] = y.size // max(1, sq.size)
+
+    def _probe(self, key, y: np.ndarray, batched: bool) -> None:
         flat = y.reshape(y.shape[0], -1) if batched and y.ndim else y.reshape(1, -1)
         idx = self.probe_idx.get(key)
         if idx is None:
@@ -142,6 +149,9 @@ def record_float(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: i
     ops = [op for op in fn.body.walk() if op.results and _is_float_tensor(op.results[0].type)]
     rec = FloatRecord(n, len(ops) + len(fn.args))
     batched = batchable(module)
+    # per-channel second moments only where a weighted op reads them (sensitivity's w_mse)
+    feeds_weights = {op.operands[0].owner if isinstance(op.operands[0].owner, Operation) else op.operands[0]
+                     for op in ops if getattr(op, "onnx_type", "") in ("Conv", "Gemm", "MatMul") and op.operands}
 
     def observe(op: Operation, results) -> None:
         if not op.results or not _is_float_tensor(op.results[0].type) or getattr(op, "onnx_type", "") == "Constant":
@@ -151,14 +161,14 @@ def record_float(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: i
         y = np.asarray(results[0])
         if not batched:
             y = y.reshape(1, *y.shape[1:]) if y.ndim and y.shape[0] == 1 else y[None]
-        rec.add(op, y, True)
+        rec.add(op, y, True, op in feeds_weights)
 
     from qcc.interpreter import io_names
 
     names, _ = io_names(fn)
     for name, a in zip(names, fn.args):
         if _is_float_tensor(a.type):
-            rec.add(a, np.asarray(inputs[name], np.float32), True)
+            rec.add(a, np.asarray(inputs[name], np.float32), True, a in feeds_weights)
     run_samples(module, inputs, chunk=chunk, progress=progress, observer=observe)
     return rec
 
