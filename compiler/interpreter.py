@@ -5,6 +5,13 @@ Owns running `func.func @main` of an imported module with numpy: xDSL
 `qcc.float_kernels` (ONNX semantics, defined once there), and the sample-axis
 driver used by the CLI and calibration.
 
+Execution normally goes through `_Plan`, which runs the same kernels from a
+flat list built once per module (decoded attributes, folded constants,
+Conv+activation fusion, early freeing); the xDSL Interpreter path
+(`_run_xdsl`) remains for bodies the plan does not handle and is the
+reference the plan is checked against. `tools/bench_interpreter.py`
+compares the speed with onnxruntime.
+
 Sample axis: callers hand in arrays whose first axis is a set of independent
 samples, each of the model's declared per-sample shape (batch 1). When every op
 of the graph provably treats the leading dimension as a batch (`batchable`),
@@ -327,7 +334,8 @@ def _run_xdsl(module: ModuleOp, args: Iterable[Any], *, batch: int | None = None
 
 # Elementwise ops (single tensor input, other inputs constant) fused into a
 # preceding Conv; see `_Plan._fuse`.
-_EPILOGUE_OPS = {"Relu", "Clip", "HardSwish", "HardSigmoid", "LeakyRelu", "Sigmoid", "Tanh"}
+_EPILOGUE_OPS = {"Relu", "Clip", "HardSwish", "HardSigmoid", "LeakyRelu", "Sigmoid", "Tanh",
+                  "BatchNormalization"}
 
 # Ops never evaluated ahead of time even when every input is a constant.
 _NO_FOLD = {
@@ -445,10 +453,11 @@ class _Plan:
 
     @staticmethod
     def _fuse(steps: list[list], keep: set[int], consts: dict[int, Any], opset: int) -> list[list]:
-        """Conv followed by an elementwise activation that is the only reader
-        of its output: the activation becomes the Conv kernel's EPILOGUE, so
-        it runs on output blocks while they are in cache instead of as a
-        separate pass over the whole tensor (same values either way)."""
+        """Conv followed by an elementwise op (activation, inference
+        BatchNormalization) that is the only reader of its output: the op
+        becomes the Conv kernel's EPILOGUE (chains compose), so it runs on
+        output blocks while they are in cache instead of as a separate pass
+        over the whole tensor (same values either way)."""
         readers: dict[int, int] = {}
         for st in steps:
             for i in st[3]:
@@ -459,23 +468,27 @@ class _Plan:
             op, kernel, attrs, ins, outs, patch, _ = st
             if getattr(op, "onnx_type", None) not in _EPILOGUE_OPS or kernel is None or not ins or len(outs) != 1:
                 continue
+            if op.onnx_type == "BatchNormalization" and attrs.get("training_mode", 0):
+                continue  # batch statistics: not elementwise
             src = ins[0]
             p = producer.get(src)
             if p is None or readers.get(src) != 1 or src in keep or out[p] is None:
                 continue
             conv = out[p]
-            if getattr(conv[0], "onnx_type", None) != "Conv" or conv[1] is None or EPILOGUE in conv[2] or len(conv[4]) != 1:
+            if getattr(conv[0], "onnx_type", None) != "Conv" or conv[1] is None or len(conv[4]) != 1:
                 continue
             if any(i not in consts for i in ins[1:]):
                 continue
             extra = [consts[i] for i in ins[1:]]
+            before = conv[2].get(EPILOGUE)  # Conv -> BatchNormalization -> Relu chains
 
-            def epilogue(y, kernel=kernel, attrs=attrs, extra=extra):
-                return kernel([y, *extra], attrs, opset)[0]
+            def epilogue(y, kernel=kernel, attrs=attrs, extra=extra, before=before):
+                return kernel([y if before is None else before(y), *extra], attrs, opset)[0]
 
             out[p] = [conv[0], conv[1], {**conv[2], EPILOGUE: epilogue}, conv[3], outs,
                       conv[5], None]
             out[k] = None
+            producer[outs[0]] = p
         return [st for st in out if st is not None]
 
     def run(self, args: Iterable[Any], batch: int | None = None,
