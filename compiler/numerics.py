@@ -124,6 +124,7 @@ def weight_qparams(w: np.ndarray, bits: int, axis: int | None = 0) -> QParams:
     `axis` (None: per tensor). A channel of zeros gets scale 1 (any scale is exact), and
     so does one so small (subnormal) that max|w| / qmax underflows to 0."""
     qmax = qrange(bits, True, narrow=True)[1]
+    w = np.asarray(w, np.float64)
     if axis is None:
         m = np.array([np.abs(w).max(initial=0.0)])
     else:

@@ -215,7 +215,8 @@ def assign(module: ModuleOp, bits: tuple[int, ...], *, sqnr_min: float = 0.0, si
                                f"still need {bitops(choices):.3g} BitOPs; the largest op is "
                                f"'{big.op.node_name}' with {big.macs * big.w * big.a:.3g}")
     for ch in choices:
-        ch.op.attributes[W_BITS] = IntegerAttr(ch.w, i64)
+        if ch.params:
+            ch.op.attributes[W_BITS] = IntegerAttr(ch.w, i64)
         ch.op.attributes[A_BITS] = IntegerAttr(ch.a, i64)
         ch.op.attributes[REASON] = StringAttr(ch.reason)
     return choices

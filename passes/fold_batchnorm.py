@@ -33,7 +33,7 @@ class FoldBatchNormIntoConv(RewritePattern):
         if not isinstance(op, donnx.OPS["BatchNormalization"]) or len(op.outputs) != 1:
             return
         conv = op.inputs[0].owner
-        if not isinstance(conv, donnx.OPS["Conv"]) or len(op.inputs[0].uses) != 1:
+        if not isinstance(conv, donnx.OPS["Conv"]) or len(list(op.inputs[0].uses)) != 1:
             return
         params = [donnx.constant_array(v) for v in op.inputs[1:5]]
         w = donnx.constant_array(conv.inputs[1])
@@ -58,8 +58,12 @@ class FoldBatchNormIntoConv(RewritePattern):
         new_conv = donnx.OPS["Conv"](operands=[[conv.inputs[0], w_op.outputs[0], b_op.outputs[0]]],
                                      result_types=[[op.outputs[0].type]], attributes=attrs)
         rewriter.insert_op([w_op, b_op, new_conv], InsertPoint.before(conv))
+        dead = [v.owner for v in (*op.inputs[1:5], *conv.inputs[1:])]
         rewriter.replace_op(op, [], [new_conv.outputs[0]])
         rewriter.erase_op(conv)
+        for c in dict.fromkeys(dead):  # parameters nothing else reads
+            if isinstance(c, Operation) and not any(list(r.uses) for r in c.results):
+                rewriter.erase_op(c)
 
 
 @dataclass(frozen=True)
