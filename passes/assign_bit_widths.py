@@ -78,28 +78,31 @@ class _OpChoice:
 
 def weighted_select(cost: np.ndarray, gain: np.ndarray, need: float) -> np.ndarray:
     """Smallest-cost prefix (by cost) whose gains sum to >= need: a boolean mask.
-    Expected O(n): each round partitions the candidates around their median cost
-    and keeps only one side."""
+    Expected O(n): each round splits the candidates at their median cost and
+    continues in one half only."""
     chosen = np.zeros(cost.size, bool)
     cand = np.arange(cost.size)
     while need > 0 and cand.size:
         c = cost[cand]
         pivot = np.median(c)
-        low = cand[c <= pivot]
-        total = float(gain[low].sum())
-        if low.size == cand.size:  # all costs equal the pivot: take them in order
-            for i in low:
+        lt, eq, gt = cand[c < pivot], cand[c == pivot], cand[c > pivot]
+        s_lt = float(gain[lt].sum())
+        if s_lt >= need:
+            cand = lt
+            continue
+        chosen[lt] = True
+        need -= s_lt
+        s_eq = float(gain[eq].sum())
+        if s_eq >= need:  # ties at the threshold: take them in order until enough
+            for i in eq:
                 if need <= 0:
                     break
                 chosen[i] = True
                 need -= gain[i]
             break
-        if total >= need:
-            cand = low
-        else:
-            chosen[low] = True
-            need -= total
-            cand = cand[c > pivot]
+        chosen[eq] = True
+        need -= s_eq
+        cand = gt
     return chosen
 
 

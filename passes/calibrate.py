@@ -123,8 +123,8 @@ class FloatRecord:
         flat = y.reshape(y.shape[0], -1) if batched and y.ndim else y.reshape(1, -1)
         idx = self.probe_idx.get(key)
         if idx is None:
-            rng = np.random.default_rng(len(self.probe_idx))
             m = flat.shape[1]
+            rng = np.random.default_rng(m)  # same positions for tensors of the same size
             idx = np.sort(rng.choice(m, size=min(m, self.per_tensor), replace=False)) if m else np.zeros(0, int)
             self.probe_idx[key] = idx
         self.probe_vals.setdefault(key, []).append(flat[:, idx].astype(np.float32))

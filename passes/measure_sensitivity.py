@@ -128,6 +128,13 @@ def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[i
             o.attributes[A_BITS] = IntegerAttr(max(a_widths), i64)
             o.attributes[W_BITS] = IntegerAttr(max(w_widths), i64)
     by_name = {op.node_name: op for op in ops if op.node_name}
+    from qcc.passes.lower_to_quant import _Lowering
+
+    fused_activation = {}
+    for op in ops:
+        src = _Lowering._range_source(op)
+        if src is not op and src in record.probe_idx:
+            fused_activation[op] = src
     LowerToQuantPass().apply(Context(), qmod)
 
     in_names, _ = io_names(fn)
@@ -162,6 +169,9 @@ def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[i
                 return
             yq = nx.dequantize(flat[:, idx], qp).astype(np.float64)
             fr = f[lo: lo + yq.shape[0]].astype(np.float64)
+            act = fused_activation.get(src)
+            if act is not None:  # the integer result already holds the fused ReLU/Clip's output
+                fr = record.probe(act)[lo: lo + yq.shape[0]].astype(np.float64)
             if fr.shape != yq.shape:
                 return
             ref_sig[src] += float(np.sum(np.square(fr)))
@@ -174,14 +184,16 @@ def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[i
 
     metrics = {}
     for op in ops:
-        st = record.stats.get(op)
+        # a result whose ReLU/Clip is fused is quantized as that activation's output
+        act = fused_activation.get(op, op)
+        st = record.stats.get(act)
         if st is None or st.count == 0:
             continue
         sample = st.sample().astype(np.float64)
         signal = float(np.mean(np.square(sample))) if sample.size else 0.0
         m: dict = {"signal": signal, "a_sqnr": {}, "a_mse": {}, "w_sqnr": {}, "w_mse": {}}
         for b in a_widths:
-            r = tensor_range(op.attributes, b)
+            r = tensor_range(act.attributes, b)
             if r is None:
                 continue
             qp = nx.choose_qparams(*r, b, signed=True, symmetric=(b == 16))
