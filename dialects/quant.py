@@ -293,6 +293,7 @@ class RequantizeOp(QuantOp):
         ratio = self._qp(self.operands[0]).scale[0] / self._qp(self.results[0]).scale[0]
         if ratio >= 2 ** 30:
             raise VerifyException(f"{self.where()}: scale ratio {ratio} is too large to requantize")
+        _check_multipliers(self, ratio)
 
 
 @irdl_op_definition
@@ -328,6 +329,19 @@ class ConstantOp(QuantOp):
 
             attrs[QCC_NAME] = StringAttr(name)
         return ConstantOp([], [qtensor(qp, values.shape)], attrs)
+
+
+def _check_multipliers(op: QuantOp, reals: Any, acc_bits: int = 32) -> None:
+    """Every requantization multiplier the op implies must have a fixed-point form
+    (`numerics.quantize_multiplier`), below 128 for the 64-bit requantization."""
+    for r in np.asarray(reals, np.float64).reshape(-1):
+        try:
+            _, shift = numerics.quantize_multiplier(float(r))
+        except ValueError as e:
+            raise VerifyException(f"{op.where()}: {e}") from None
+        if acc_bits == 64 and shift >= 8:
+            raise VerifyException(f"{op.where()}: requantization multiplier {float(r)} must be below 128 "
+                                  f"with acc_bits = 64")
 
 
 def _weight_checks(op: QuantOp, w_index: int, out_channel_axis: int) -> None:
@@ -368,7 +382,7 @@ def _weight_checks(op: QuantOp, w_index: int, out_channel_axis: int) -> None:
             raise VerifyException(f"{op.where()}: {e}") from None
         if need > acc:
             raise VerifyException(f"{op.where()}: accumulator may reach {bound} > 2^31-1; acc_bits must be 64")
-    del y
+    _check_multipliers(op, x.scale[0] * np.asarray(w.scale, np.float64) / y.scale[0], acc)
 
 
 def accumulator_bound(op: QuantOp) -> int | None:
@@ -462,6 +476,8 @@ class MulOp(QuantOp):
         if bound > numerics.INT32_MAX:
             raise VerifyException(f"{self.where()}: the product (a - zp_a)(b - zp_b) may reach {bound}, "
                                   f"beyond int32; 16-bit operands need zero points nearer 0")
+        a, b, y = (self._qp(v) for v in (self.operands[0], self.operands[1], self.results[0]))
+        _check_multipliers(self, a.scale[0] * b.scale[0] / y.scale[0])
 
 
 def _check_broadcast(op: QuantOp) -> None:
@@ -490,6 +506,8 @@ class ConcatOp(QuantOp):
         bits = {self._qp(v).bits for v in (*self.operands, self.results[0])}
         if len(bits) != 1:
             raise VerifyException(f"{self.where()}: inputs and result must share one bit width, got {sorted(bits)}")
+        y = self._qp(self.results[0])
+        _check_multipliers(self, [self._qp(v).scale[0] / y.scale[0] for v in self.operands if self._qp(v) != y])
 
 
 @irdl_op_definition
@@ -536,6 +554,9 @@ class GlobalAvgPoolOp(QuantOp):
         if bound > numerics.INT32_MAX:
             raise VerifyException(f"{self.where()}: the sum over {math.prod(x[2:])} positions may reach "
                                   f"{bound}, beyond int32")
+        if math.prod(x[2:]) > 0:
+            _check_multipliers(self, self._qp(self.operands[0]).scale[0]
+                               / (self._qp(self.results[0]).scale[0] * math.prod(x[2:])))
 
 
 @irdl_op_definition

@@ -26,15 +26,26 @@ def test_readme_main_job_runs_on_the_bundled_model(tmp_path):
     args = run.split()
     assert args[0] == "qcc"
     args = [str(ROOT / a) if a.startswith("models/") else a for a in args[1:]]
-    out = tmp_path / "res.npz"
-    args[args.index("--output") + 1] = str(out)
+    out = tmp_path / "out"
+    args[args.index("-o") + 1] = str(out)
     r = subprocess.run([sys.executable, "-m", "qcc.cli", *args], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+    import json
+
     import numpy as np
 
-    with np.load(out) as z, np.load(ROOT / "models" / "digits_calib.npz") as c:
-        assert z["logits"].shape == (len(c["input"]), 10)
-        assert (z["logits"].argmax(1) == c["label"]).mean() > 0.95
+    report = json.loads((out / "report.json").read_text())
+    assert report["calibration"]["source"].endswith("digits_calib.npz")
+    assert (out / "report.html").exists()
+    with np.load(ROOT / "models" / "digits_test.npz") as t:
+        np.savez(tmp_path / "in.npz", input=t["input"][:100])
+        labels = t["label"][:100]
+    r = subprocess.run([sys.executable, "-m", "qcc.cli", "interpret", str(out / "model.mlir"), "--inputs",
+                        str(tmp_path / "in.npz"), "--output", str(tmp_path / "o.npz"), "-q"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "o.npz") as z:
+        assert (z["logits"].argmax(1) == labels).mean() > 0.95
 
 
 def test_package_maps_the_design_folders():

@@ -732,6 +732,34 @@ func.func @f(%a: tensor<2x3x!quant.uniform<i8, 0.1, 0>>) {
 
 // -----
 
+// requantize: a ratio just below 2^30 rounds up to a 31-bit shift
+func.func @f(%a: tensor<2x!quant.uniform<i8, 1073741823.9990234, 0>>) {
+  // expected-error @+1 {{quant.requantize: requantization multiplier 1073741823.9990234 is too large for a 32-bit shift}}
+  %r = quant.requantize %a : (tensor<2x!quant.uniform<i8, 1073741823.9990234, 0>>) -> tensor<2x!quant.uniform<i8, 1.0, 0>>
+  func.return
+}
+
+// -----
+
+// acc_bits = 64: the multiplier s_x s_w / s_y must be below 128
+func.func @f(%x: tensor<1x4x!quant.uniform<i8, 100.0, 0>>) {
+  %w = quant.constant {packed = #onnx.dense<tensor<8xui8>, "0x0102030405060708">} : () -> tensor<2x4x!quant.uniform<i8, 10.0, 0>>
+  // expected-error @+1 {{quant.fully_connected: requantization multiplier 1000.0 must be below 128 with acc_bits = 64}}
+  %r = quant.fully_connected %x, %w {acc_bits = 64 : i64} : (tensor<1x4x!quant.uniform<i8, 100.0, 0>>, tensor<2x4x!quant.uniform<i8, 10.0, 0>>) -> tensor<1x2x!quant.uniform<i8, 1.0, 0>>
+  func.return
+}
+
+// -----
+
+// concat: a requantized input's multiplier must be representable
+func.func @f(%a: tensor<2x!quant.uniform<i8, 1.0e+10, 0>>, %b: tensor<2x!quant.uniform<i8, 0.1, 0>>) {
+  // expected-error @+1 {{quant.concat: requantization multiplier 100000000000.0 is too large for a 32-bit shift}}
+  %r = quant.concat %a, %b {axis = 0 : i64} : (tensor<2x!quant.uniform<i8, 1.0e+10, 0>>, tensor<2x!quant.uniform<i8, 0.1, 0>>) -> tensor<4x!quant.uniform<i8, 0.1, 0>>
+  func.return
+}
+
+// -----
+
 // valid: acc_bits = 32 holds when no input can reach 2^31 (mixed-sign weights)
 func.func @f(%x: tensor<1x4x!quant.uniform<i16, 0.5, 0>>) {
   %w = quant.constant {packed = #onnx.dense<tensor<8xui8>, "0xFF7F01000180FFFF">} : () -> tensor<1x4x!quant.uniform<i16, 0.001, 0>>
