@@ -57,13 +57,14 @@ class FoldBatchNormIntoConv(RewritePattern):
         attrs[donnx.QCC_NAME] = StringAttr(f"{name}+{op.node_name}" if op.node_name else name)
         new_conv = donnx.OPS["Conv"](operands=[[conv.inputs[0], w_op.outputs[0], b_op.outputs[0]]],
                                      result_types=[[op.outputs[0].type]], attributes=attrs)
-        rewriter.insert_op([w_op, b_op, new_conv], InsertPoint.before(conv))
+        for new in (w_op, b_op, new_conv):
+            rewriter.insert(new, InsertPoint.before(conv))
         dead = [v.owner for v in (*op.inputs[1:5], *conv.inputs[1:])]
-        rewriter.replace_op(op, [], [new_conv.outputs[0]])
-        rewriter.erase_op(conv)
+        rewriter.replace(op, [], [new_conv.outputs[0]])
+        rewriter.erase(conv)
         for c in dict.fromkeys(dead):  # parameters nothing else reads
             if isinstance(c, Operation) and not any(list(r.uses) for r in c.results):
-                rewriter.erase_op(c)
+                rewriter.erase(c)
 
 
 @dataclass(frozen=True)
