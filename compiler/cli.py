@@ -180,6 +180,9 @@ _USAGE = """usage: qcc MODEL.onnx -o OUT/ [--calib CALIB.npz] [--bits 4,8] [--sq
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    from qcc.interpreter import keep_freed_memory
+
+    keep_freed_memory()
     try:
         if not argv or argv[0] in ("-h", "--help"):
             print(_USAGE)

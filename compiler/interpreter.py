@@ -573,7 +573,6 @@ _PLANS: "weakref.WeakKeyDictionary[ModuleOp, tuple[list, _Plan | None]]" = weakr
 
 def _plan(module: ModuleOp) -> _Plan | None:
     """The (cached) plan of @main, or None when only the xDSL Interpreter can run it."""
-    _keep_freed_memory()
     state = _ir_state(module)
     hit = _PLANS.get(module)
     if hit is not None and len(hit[0]) == len(state) and all(a is b for a, b in zip(hit[0], state)):
@@ -589,7 +588,7 @@ def _plan(module: ModuleOp) -> _Plan | None:
 _MALLOC_TUNED = False
 
 
-def _keep_freed_memory() -> None:
+def keep_freed_memory() -> None:
     """Lets glibc keep freed memory for reuse instead of returning it to the OS.
 
     Every kernel returns fresh arrays of a few MB. By default glibc serves
@@ -598,7 +597,9 @@ def _keep_freed_memory() -> None:
     ~17k faults and a third of the wall time per run. Raising the mmap and
     trim thresholds keeps the pages mapped (peak memory is unchanged; the
     process just does not shrink after a run). Once per process; glibc only;
-    QCC_MALLOC_TUNING=0 disables it.
+    QCC_MALLOC_TUNING=0 disables it. A process-wide setting, so the library
+    never does this on its own: the `qcc`/`qcc-opt` commands and the
+    benchmarks call it; an embedding application may.
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:

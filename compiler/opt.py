@@ -156,6 +156,9 @@ class QccOptMain(xDSLOptMain):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from qcc.interpreter import keep_freed_memory
+
+    keep_freed_memory()
     try:
         tool = QccOptMain(description="qcc modular optimizer driver", args=argv)
         tool.run()

@@ -65,6 +65,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--json", help="also write the figures to this file")
     args = ap.parse_args(argv)
+    from qcc.interpreter import keep_freed_memory
+
+    keep_freed_memory()  # as the qcc command does
 
     import onnxruntime as ort
 

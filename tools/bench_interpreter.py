@@ -115,7 +115,9 @@ def bench_one(name: str, path: str, kind: str, repeat: int, chunk: int | None) -
     import onnxruntime as ort
 
     import qcc
-    from qcc.interpreter import io_names, main_func, run_samples
+    from qcc.interpreter import io_names, keep_freed_memory, main_func, run_samples
+
+    keep_freed_memory()  # as the qcc command does
 
     model = onnx.load(path)
     gin = _graph_inputs(model)

@@ -163,6 +163,9 @@ def main(argv=None) -> int:
     ap.add_argument("--skip-chains", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
+    from qcc.interpreter import keep_freed_memory
+
+    keep_freed_memory()  # as the qcc command does
     results = {"models": [], "chains": []}
     with tempfile.TemporaryDirectory() as d:
         work = pathlib.Path(d)
