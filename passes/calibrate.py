@@ -93,6 +93,7 @@ class FloatRecord:
     every sample (to compare with the quantized inference later)."""
 
     PROBE_BUDGET = 1 << 22  # floats kept for the comparison, over all tensors and samples
+    SAMPLE = 1 << 15  # reservoir size per tensor (ranges, activation SQNR)
 
     def __init__(self, n_samples: int, n_tensors: int):
         self.stats: dict[Any, TensorStats] = {}
@@ -106,7 +107,7 @@ class FloatRecord:
         y = np.asarray(y)
         st = self.stats.get(key)
         if st is None:
-            st = self.stats[key] = TensorStats()
+            st = self.stats[key] = TensorStats(max_samples=self.SAMPLE)
         st.update(y)
         self._probe(key, y, batched)
         if not channels:

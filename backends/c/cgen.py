@@ -1,0 +1,196 @@
+"""C text helpers shared by the C backend: types, literals, arrays, comments, and
+the prelude of integer helpers every generated model.c starts with.
+
+The prelude is the one C restatement of `qcc.numerics` (docs/numerics.md):
+requantize32/64, SRDHM, RDBP, round-half-away quantize, dequantize and sub-byte
+unpacking. Nothing else in the generated code does arithmetic on multipliers.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+import numpy as np
+
+from qcc import numerics as nx
+
+# storage dtype -> (C type for declarations, alias-safe C type for arena access)
+_CTYPES = {
+    np.dtype(np.int8): ("int8_t", "qcc_i8"),
+    np.dtype(np.uint8): ("uint8_t", "qcc_u8"),
+    np.dtype(np.int16): ("int16_t", "qcc_i16"),
+    np.dtype(np.uint16): ("uint16_t", "qcc_u16"),
+    np.dtype(np.int32): ("int32_t", "qcc_i32"),
+    np.dtype(np.uint32): ("uint32_t", "qcc_u32"),
+    np.dtype(np.float32): ("float", "qcc_f32"),
+}
+
+
+def ctype(dtype: np.dtype) -> str:
+    """The plain C type of a storage dtype (`int8_t`, `float`, ...)."""
+    return _CTYPES[np.dtype(dtype)][0]
+
+
+def atype(dtype: np.dtype) -> str:
+    """The alias-safe C type kernels use for tensors (arena memory is reused
+    across element types; see QCC_MAY_ALIAS in the prelude)."""
+    return _CTYPES[np.dtype(dtype)][1]
+
+
+def lit(v: int) -> str:
+    """An integer literal valid in C99 for any value of int64."""
+    v = int(v)
+    if -(1 << 31) < v < (1 << 31):
+        return str(v) if -(1 << 15) < v < (1 << 15) else f"INT32_C({v})"
+    if v == nx.INT32_MIN:
+        return "INT32_MIN"
+    if v == nx.INT64_MIN:
+        return "INT64_MIN"
+    return f"INT64_C({v})"
+
+
+def flit(x: float) -> str:
+    """A double literal that reads back to exactly `x` (Python's repr is the
+    shortest round-tripping decimal; C's strtod rounds it to the same double)."""
+    t = repr(float(x))
+    if not np.isfinite(x):
+        raise ValueError(f"{x} has no C literal")
+    return t if any(c in t for c in ".en") else t + ".0"
+
+
+def comment_text(s: str) -> str:
+    """`s` as a JSON string that cannot end or nest a C comment: '/' is written
+    as the JSON escape '\\/', '?' as '\\u003f' (no trigraphs), non-ASCII and
+    control characters as \\u escapes. json.loads reads it back unchanged."""
+    return json.dumps(s, ensure_ascii=True).replace("/", "\\/").replace("?", "\\u003f")
+
+
+def comment_json(obj) -> str:
+    """Any JSON value made safe for a /* */ comment (see comment_text)."""
+    return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").replace("?", "\\u003f")
+
+
+def array(sym: str, ct: str, values: Iterable, per_line: int = 20, hexa: bool = False,
+          qualifier: str = "static const") -> str:
+    vals = [int(v) for v in values]
+    if hexa:
+        items = [f"0x{v:02x}" for v in vals]
+    else:
+        items = [lit(v) if not (-(1 << 31) < v < (1 << 31)) else str(v) for v in vals]
+    if not items:
+        items = ["0"]  # C99 has no empty arrays
+    lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
+    body = ",\n    ".join(lines)
+    return f"{qualifier} {ct} {sym}[{max(len(vals), 1)}] = {{\n    {body}\n}};\n"
+
+
+def darray(sym: str, values: Iterable[float], qualifier: str = "static const") -> str:
+    items = [flit(v) for v in values] or ["0.0"]
+    lines = [", ".join(items[i:i + 6]) for i in range(0, len(items), 6)]
+    return f"{qualifier} double {sym}[{len(items)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
+
+
+def strides(shape) -> list[int]:
+    out, acc = [], 1
+    for d in reversed(list(shape)):
+        out.append(acc)
+        acc *= int(d)
+    return list(reversed(out))
+
+
+PRELUDE = r"""
+#include <stdint.h>
+#include <string.h>
+
+/* Arena memory is reused by tensors of different element types. Kernels
+   access it through these typedefs, which gcc and clang exempt from
+   type-based alias analysis (like char); with another compiler, build with its
+   equivalent of -fno-strict-aliasing. */
+#if defined(__GNUC__)
+#define QCC_MAY_ALIAS __attribute__((__may_alias__))
+#else
+#define QCC_MAY_ALIAS
+#endif
+typedef int8_t qcc_i8;
+typedef uint8_t qcc_u8;
+typedef int16_t qcc_i16 QCC_MAY_ALIAS;
+typedef uint16_t qcc_u16 QCC_MAY_ALIAS;
+typedef int32_t qcc_i32 QCC_MAY_ALIAS;
+typedef uint32_t qcc_u32 QCC_MAY_ALIAS;
+typedef int64_t qcc_i64 QCC_MAY_ALIAS;
+typedef float qcc_f32 QCC_MAY_ALIAS;
+
+/* floor(x / 2^e): an arithmetic right shift. C99 leaves >> of a negative
+   value implementation-defined (gcc and clang shift arithmetically); this
+   form is portable and compiles to a single arithmetic shift. */
+static inline int64_t qcc_asr(int64_t x, int e) { return x >= 0 ? x >> e : ~(~x >> e); }
+
+static inline int64_t qcc_sat32(int64_t x) {
+    return x < INT32_MIN ? INT32_MIN : (x > INT32_MAX ? INT32_MAX : x);
+}
+
+static inline int32_t qcc_clamp(int64_t x, int32_t lo, int32_t hi) {
+    return x < lo ? lo : (x > hi ? hi : (int32_t)x);
+}
+
+/* gemmlowp's SaturatingRoundingDoublingHighMul: (a*b + 2^30) >> 31 in 64-bit
+   arithmetic; the one overflow, INT32_MIN * INT32_MIN, saturates. */
+static inline int64_t qcc_srdhm(int64_t a, int64_t b) {
+    if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
+    return qcc_asr(a * b + ((int64_t)1 << 30), 31);
+}
+
+/* gemmlowp's RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from 0. */
+static inline int64_t qcc_rdbp(int64_t x, int e) {
+    if (e <= 0) return x;
+    return qcc_asr(x + ((int64_t)1 << (e - 1)) - (x < 0), e);
+}
+
+/* requantize32 (docs/numerics.md): RDBP(SRDHM(sat32(acc << max(shift, 0)), m0), max(-shift, 0)).
+   The left shift is a multiplication: << of a negative value is undefined in C99. */
+static inline int64_t qcc_requant32(int64_t acc, int32_t m0, int shift) {
+    int64_t x = acc;
+    if (shift > 0) x = qcc_sat32(acc * ((int64_t)1 << shift));
+    return qcc_rdbp(qcc_srdhm(x, m0), shift > 0 ? 0 : -shift);
+}
+
+/* requantize64 (TFLite's 16x8 kernels): the Q0.31 multiplier rounded to 16
+   bits, then sat32((acc * m16 + 2^(14 - shift)) >> (15 - shift)); shift < 8. */
+static inline int64_t qcc_requant64(int64_t acc, int32_t m0, int shift) {
+    int64_t m16 = m0 < 0x7FFF0000 ? (((int64_t)m0 + (1 << 15)) >> 16) : 0x7FFF;
+    int total = 15 - shift;
+    return qcc_sat32(qcc_asr(acc * m16 + ((int64_t)1 << (total - 1)), total));
+}
+
+/* quantize: clamp(round_half_away(x / scale) + zp, lo, hi), x / scale in double.
+   round_half_away(v) = sign(v) * floor(|v| + 0.5), the same double operations
+   numpy performs (so this needs IEEE double without excess precision, as on
+   SSE2/AArch64/RISC-V; not x87). No libm: floor of a non-negative value below
+   2^62 is the conversion to int64. NaN maps to lo. */
+static inline int32_t qcc_quantize(float x, double scale, int32_t zp, int32_t lo, int32_t hi) {
+    double v = (double)x / scale;
+    double a = (v < 0 ? -v : v) + 0.5;
+    int64_t r;
+    if (v != v) return lo;
+    if (a >= 4611686018427387904.0) return v < 0 ? lo : hi;
+    r = (int64_t)a;
+    return qcc_clamp((v < 0 ? -r : r) + zp, lo, hi);
+}
+
+/* dequantize: float32((q - zp) * scale), the product in double. */
+static inline float qcc_dequantize(int32_t q, int32_t zp, double scale) {
+    return (float)((double)(q - zp) * scale);
+}
+
+/* Packed 4- and 2-bit weights: element i in bits (i % per_byte) * width of byte
+   i / per_byte, two's complement within the field (the CMSIS-NN order). */
+static inline int32_t qcc_unpack4(const uint8_t *p, int32_t i) {
+    int32_t v = (p[i >> 1] >> ((i & 1) << 2)) & 15;
+    return v - ((v & 8) << 1);
+}
+static inline int32_t qcc_unpack2(const uint8_t *p, int32_t i) {
+    int32_t v = (p[i >> 2] >> ((i & 3) << 1)) & 3;
+    return v - ((v & 2) << 1);
+}
+"""
