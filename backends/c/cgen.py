@@ -23,6 +23,7 @@ _CTYPES = {
     np.dtype(np.uint16): ("uint16_t", "qcc_u16"),
     np.dtype(np.int32): ("int32_t", "qcc_i32"),
     np.dtype(np.uint32): ("uint32_t", "qcc_u32"),
+    np.dtype(np.int64): ("int64_t", "qcc_i64"),
     np.dtype(np.float32): ("float", "qcc_f32"),
 }
 
@@ -57,6 +58,11 @@ def flit(x: float) -> str:
     if not np.isfinite(x):
         raise ValueError(f"{x} has no C literal")
     return t if any(c in t for c in ".en") else t + ".0"
+
+
+def f32lit(x: float) -> str:
+    """`x` rounded to float32 as numpy does (`np.float32(x)`), as an exact C float expression."""
+    return f"(float){flit(float(np.float32(x)))}"
 
 
 def comment_text(s: str) -> str:
