@@ -12,6 +12,7 @@ type, node name, opset) or the input at fault.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -183,6 +184,17 @@ def load_model(path: str | os.PathLike[str]) -> onnx.ModelProto:
     except Exception as e:
         raise QccError(f"{path}: cannot load external tensor data ({e})") from None
     return model
+
+
+@functools.cache
+def _schema_attr_types(op_type: str, opset: int) -> dict[str, int] | None:
+    """Attribute name -> AttributeProto type that `op_type` declares at `opset`
+    (None when the schema is unknown or accepts any attribute)."""
+    try:
+        schema = onnx.defs.get_schema(op_type, opset, "")
+    except Exception:
+        return None
+    return {name: int(a.type) for name, a in schema.attributes.items()}
 
 
 class _Importer:
@@ -450,9 +462,17 @@ class _Importer:
             raise QccError(f"{where}: unsupported op {node.op_type}")
         attrs: dict[str, Any] = {}
         xattrs: dict[str, Any] = {}
+        declared = _schema_attr_types(node.op_type, self.opset)
         for a in node.attribute:
             if a.ref_attr_name:
                 raise QccError(f"{where}: attribute '{a.name}' refers to a function attribute")
+            want = declared.get(a.name) if declared is not None else None
+            if declared is not None and want is None:
+                raise QccError(f"{where}: {node.op_type} has no attribute '{a.name}' in opset {self.opset}")
+            if want is not None and a.type != want:
+                raise QccError(f"{where}: attribute '{a.name}' must be "
+                               f"{onnx.AttributeProto.AttributeType.Name(want)}, got "
+                               f"{onnx.AttributeProto.AttributeType.Name(a.type)}")
             v = _attr_value(a, where)
             attrs[a.name] = v
             xattrs[a.name] = _xdsl_attr(a, v)

@@ -185,8 +185,7 @@ class _Lowering:
         bq = np.clip(nx.round_half_away(bvals / np.asarray(bias_scales)), nx.INT32_MIN, nx.INT32_MAX).astype(np.int32)
         b_op = q.ConstantOp.from_values(bq, b_qp, f"{name}.bias")
         self.insert(b_op, op)
-        sums = np.abs(wq.astype(np.int64)).reshape(w.shape[0], -1).sum(axis=1)
-        bound = nx.dot_bound(sums, nx.input_max_abs(x_qp), np.abs(bq.astype(np.int64)))
+        bound = nx.dot_bound_exact(wq.reshape(w.shape[0], -1), x_qp.qmin, x_qp.qmax, x_qp.zero_point[0], bq)
         return w_op, b_op, nx.accumulator_bits(bound)
 
     def lower_Conv(self, op) -> bool:

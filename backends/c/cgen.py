@@ -66,15 +66,21 @@ def f32lit(x: float) -> str:
 
 
 def comment_text(s: str) -> str:
-    """`s` as a JSON string that cannot end or nest a C comment: '/' is written
-    as the JSON escape '\\/', '?' as '\\u003f' (no trigraphs), non-ASCII and
-    control characters as \\u escapes. json.loads reads it back unchanged."""
-    return json.dumps(s, ensure_ascii=True).replace("/", "\\/").replace("?", "\\u003f")
+    """`s` as a JSON string that can neither end nor open a C comment: '*' is
+    written as the JSON escape \\u002a (so no '*/' or '/*'), '?' as \\u003f (no
+    trigraphs), non-ASCII and control characters (newlines) as \\u/\\n escapes.
+    json.loads reads it back unchanged."""
+    return _comment_safe(json.dumps(s, ensure_ascii=True))
 
 
 def comment_json(obj) -> str:
     """Any JSON value made safe for a /* */ comment (see comment_text)."""
-    return json.dumps(obj, ensure_ascii=True, separators=(",", ":")).replace("/", "\\/").replace("?", "\\u003f")
+    return _comment_safe(json.dumps(obj, ensure_ascii=True, separators=(",", ":")))
+
+
+def _comment_safe(js: str) -> str:
+    # '*' and '?' occur in JSON text only inside strings, where these escapes are valid
+    return js.replace("*", "\\u002a").replace("?", "\\u003f")
 
 
 def array(sym: str, ct: str, values: Iterable, per_line: int = 20, hexa: bool = False,

@@ -50,8 +50,10 @@ def emit_c(module: ModuleOp) -> dict[str, str]:
     return emit(module).files
 
 
-def emit(module: ModuleOp) -> CModel:
-    return _Emitter(module).run()
+def emit(module: ModuleOp, *, separate_buffers: bool = False) -> CModel:
+    """The C program for `module`. `separate_buffers` (for sanitizer builds)
+    gives every buffer its own static object instead of an offset in the arena."""
+    return _Emitter(module, separate_buffers).run()
 
 
 @dataclass
@@ -80,8 +82,9 @@ _INPLACE = (q.ClampOp, q.LookupOp, q.RequantizeOp, q.AddOp, q.MulOp)
 
 
 class _Emitter:
-    def __init__(self, module: ModuleOp):
+    def __init__(self, module: ModuleOp, separate_buffers: bool = False):
         self.module = module
+        self.separate_buffers = separate_buffers
         self.fn = main_func(module)
         self.opset = module_opset(module)
         self.in_names, self.out_names = io_names(self.fn)
@@ -318,12 +321,28 @@ class _Emitter:
                 bufs.append(b)
                 naive += kern.scratch
         self.arena_bytes = arena.plan(bufs)
+        self.buffers = bufs
         self.naive_bytes = naive
 
     # ----------------------------------------------------------------- text
+    def _base(self, b: arena.Buffer) -> str:
+        if self.separate_buffers:
+            return f"qcc_buf{self.buffers.index(b)}.bytes"
+        return f"qcc_arena.bytes + {b.offset}"
+
+    def _arena_decl(self) -> str:
+        union = "static union {{\n    uint8_t bytes[{n}];\n    int64_t align_i64;\n    double align_f64;\n}} {name} QCC_ALIGNED;\n"
+        if self.separate_buffers:
+            return ("/* Debug layout (separate_buffers): every buffer is its own object, so that\n"
+                    "   address sanitizers see overruns between tensors. */\n"
+                    + "".join(union.format(n=max(b.size, 1), name=f"qcc_buf{i}") for i, b in enumerate(self.buffers)))
+        return ("/* The one mutable object: every activation and scratch buffer, at offsets\n"
+                "   planned from tensor lifetimes (buffers of tensors never live together share space). */\n"
+                + union.format(n=max(self.arena_bytes, 1), name="qcc_arena"))
+
     def _at(self, t: Tensor, g: _Group, const: bool) -> str:
         ty = atype(t.dtype)
-        return f"(({'const ' if const else ''}{ty} *)(qcc_arena.bytes + {g.buffer.offset}))"
+        return f"(({'const ' if const else ''}{ty} *)({self._base(g.buffer)}))"
 
     def ref(self, t: Tensor, const: bool) -> str:
         g = self.group_of[t.index]
@@ -341,7 +360,7 @@ class _Emitter:
             if refs is not None:
                 args.append(refs[i])
             elif a is SCRATCH:
-                args.append(f"(({kern.scratch_type} *)(qcc_arena.bytes + {self.scratch[step].offset}))")
+                args.append(f"(({kern.scratch_type} *)({self._base(self.scratch[step])}))")
             else:
                 args.append(self.ref(a, const=i != kern.written))
         return f"{fn}({', '.join(args)});"
@@ -360,19 +379,12 @@ class _Emitter:
         if self.needs_libm:
             out.append("#include <math.h>\n")
         out.append(f"""
-/* The one mutable object: every activation and scratch buffer, at offsets
-   planned from tensor lifetimes (buffers of tensors never live together share space). */
 #if defined(__GNUC__)
 #define QCC_ALIGNED __attribute__((__aligned__(16)))
 #else
 #define QCC_ALIGNED
 #endif
-static union {{
-    uint8_t bytes[{max(self.arena_bytes, 1)}];
-    int64_t align_i64;
-    double align_f64;
-}} qcc_arena QCC_ALIGNED;
-
+{self._arena_decl()}
 /* ---- constants ---- */
 """)
         code_parts = []
