@@ -152,3 +152,18 @@ def test_cli_binds_symbolic_dims_of_an_outside_model(tmp_path):
     assert r.returncode == 2
     assert "is dynamic; bind it with --input-shape" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out2.npz").exists()
+
+
+def test_external_data_files_are_loaded(tmp_path, digits_test):
+    """Large exports keep weights next to the .onnx file (external data)."""
+    model = onnx.load(MODELS / "lenet_digits.onnx")
+    onnx.save_model(model, tmp_path / "lenet_ext.onnx", save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="lenet_ext.weights", size_threshold=1024)
+    assert (tmp_path / "lenet_ext.weights").stat().st_size > 200_000
+    assert (tmp_path / "lenet_ext.onnx").stat().st_size < 20_000
+    xs = digits_test["input"][:16]
+    got = qcc.interpret(tmp_path / "lenet_ext.onnx", {"input": xs})["logits"]
+    assert rel_err(got, ort_run(MODELS / "lenet_digits.onnx", {"input": xs})[0]) <= TOL
+    (tmp_path / "lenet_ext.weights").unlink()
+    with pytest.raises(qcc.QccError, match="cannot load external tensor data"):
+        qcc.import_model(tmp_path / "lenet_ext.onnx")
