@@ -76,13 +76,16 @@ class _OpChoice:
     reason: str = ""
 
 
-def weighted_select(cost: np.ndarray, gain: np.ndarray, need: float) -> np.ndarray:
+def weighted_select(cost: np.ndarray, gain: np.ndarray, need: float, work: list[int] | None = None) -> np.ndarray:
     """Smallest-cost prefix (by cost) whose gains sum to >= need: a boolean mask.
-    Expected O(n): each round splits the candidates at their median cost and
-    continues in one half only."""
+    O(n): each round splits the candidates at their median cost (linear-time
+    selection) and continues in one half only, so the rounds touch n + n/2 +
+    n/4 + ... < 2n elements (`work`, if given, receives the count per round)."""
     chosen = np.zeros(cost.size, bool)
     cand = np.arange(cost.size)
     while need > 0 and cand.size:
+        if work is not None:
+            work.append(int(cand.size))
         c = cost[cand]
         pivot = np.median(c)
         lt, eq, gt = cand[c < pivot], cand[c == pivot], cand[c > pivot]
