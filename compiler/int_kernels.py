@@ -20,7 +20,7 @@ import numpy as np
 
 from qcc import numerics as nx
 from qcc.dialects import quant as q
-from qcc.float_kernels import KERNELS
+from qcc.float_kernels import EXACT, KERNELS
 
 Kernel = Callable[[list[np.ndarray]], np.ndarray]
 _REGISTRY: dict[type, Callable[[q.QuantOp], Kernel]] = {}
@@ -137,17 +137,17 @@ def _conv(op):
     attrs = _onnx_attrs(op, "strides", "pads", "dilations", "group", "auto_pad", "kernel_shape")
     conv = KERNELS["Conv"]
     zp = x.zero_point[0]
-    bshape = [1] * nd
-    bshape[1] = -1
     ft = _exact_float(op)
+    exact = {**attrs, EXACT: True}
+    wc = None if w is None else w.astype(ft)
+    bc = None if bias is None else bias.astype(ft)  # exact: |bias| is inside the proven bound
 
     def run(ins):
-        wf = (ins[1] if w is None else w).astype(ft)
+        wf = wc if wc is not None else ins[1].astype(ft)
+        b = bc if bc is not None else (ins[2].astype(ft) if len(ins) > 2 else None)
         xf = ins[0].astype(ft) - ft(zp)  # padding with 0 here is padding with zp
-        acc = np.rint(conv([xf, wf], attrs, 18)[0]).astype(np.int64)
-        b = bias if bias is not None else (ins[2] if len(ins) > 2 else None)
-        if b is not None:
-            acc = acc + b.astype(np.int64).reshape(bshape)
+        # every partial sum is an integer below the float's exact range: no rounding
+        acc = conv([xf, wf] if b is None else [xf, wf, b], exact, 18)[0].astype(np.int64)
         return _finish(acc, m0, shift, acc_bits, y.zero_point[0], lo, hi, y)
 
     return run
@@ -164,14 +164,16 @@ def _fully_connected(op):
     acc_bits = op.attr("acc_bits")
     zp = x.zero_point[0]
     ft = _exact_float(op)
+    wt = None if w is None else np.ascontiguousarray(w.astype(ft).T)
+    bc = None if bias is None else bias.astype(ft)
 
     def run(ins):
-        wf = (ins[1] if w is None else w).astype(ft)
-        acc = np.rint((ins[0].astype(ft) - ft(zp)) @ wf.T).astype(np.int64)
-        b = bias if bias is not None else (ins[2] if len(ins) > 2 else None)
+        wf = wt if wt is not None else ins[1].astype(ft).T
+        acc = (ins[0].astype(ft) - ft(zp)) @ wf
+        b = bc if bc is not None else (ins[2].astype(ft) if len(ins) > 2 else None)
         if b is not None:
-            acc = acc + b.astype(np.int64)
-        return _finish(acc, m0, shift, acc_bits, y.zero_point[0], lo, hi, y)
+            acc += b
+        return _finish(acc.astype(np.int64), m0, shift, acc_bits, y.zero_point[0], lo, hi, y)
 
     return run
 
