@@ -492,6 +492,12 @@ class _Importer:
             return
 
         const = all(v is None or isinstance(v, np.ndarray) for v in ins)
+        if node.op_type == "CastLike" and len(ins) == 2 and isinstance(ins[0], np.ndarray) \
+                and isinstance(ins[1], _Dyn):
+            # Only the type of the second input matters (exporters build zero biases
+            # as CastLike(constant, activation)): an empty array of that type stands in.
+            ins = [ins[0], np.zeros((0,), ins[1].dtype)]
+            const = True
         if node.op_type in ("Shape", "Size") and ins and isinstance(ins[0], _Dyn):
             arr = np.zeros(ins[0].shape, np.uint8)  # only the shape matters
             outs = self._run_kernel(node, where, [arr], attrs)

@@ -80,6 +80,19 @@ def unsupported_op():
     return _model(nodes, [x], [y], [rois], opset=14)
 
 
+def castlike_zero_bias():
+    # torch.onnx (dynamo, optimize=False) builds a bias-less conv's zero bias from the activation's type.
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2, 4, 4])
+    inits = [numpy_helper.from_array(np.ones((2, 2, 1, 1), np.float32), "w"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array([2], np.int64), "n")]
+    nodes = [helper.make_node("CastLike", ["zero", "x"], ["z"], name="castlike"),
+             helper.make_node("Expand", ["z", "n"], ["b"], name="expand"),
+             helper.make_node("Conv", ["x", "w", "b"], ["y"], name="conv")]
+    return _model(nodes, [x], [y], inits)
+
+
 if __name__ == "__main__":
     name, out = sys.argv[1], sys.argv[2]
     onnx.save(globals()[name](), out)
