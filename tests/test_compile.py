@@ -183,3 +183,18 @@ def test_calib_file_missing_an_input_names_it(tmp_path):
     np.savez(tmp_path / "c.npz", image=np.zeros((4, 1, 32, 32), np.float32))
     r = run_cli(str(MODELS / "lenet_digits.onnx"), "-o", str(tmp_path / "o"), "--calib", str(tmp_path / "c.npz"))
     assert r.returncode == 2 and "no array for graph input(s) input" in r.stderr
+
+
+def test_mobilenetv3_small_with_batchnorm_compiles_to_int8(tmp_path):
+    """The TorchScript export keeps 34 BatchNormalization nodes: fold-batchnorm removes
+    them, every conv and gemm becomes integer, and top-1 agrees with float."""
+    with np.load(MODELS / "digits96_calib.npz") as c, np.load(MODELS / "digits96_test.npz") as t:
+        calib, xs = c["input"][:32], t["input"][:60]
+    path = MODELS / "mbv3_small_digits.onnx"
+    art = qcc.compile(path, str(tmp_path / "out"), calib={"input": calib}, bits=(8,))
+    assert not art.report["warnings"]
+    assert "onnx.BatchNormalization" not in (tmp_path / "out" / "model.mlir").read_text()
+    assert {o["op_type"] for o in art.report["ops"] if o["w_bits"]} == {"Conv", "Gemm"}
+    fl = qcc.interpret(path, {"input": xs})["logits"]
+    ql = art.run({"input": xs})["logits"]
+    assert (fl.argmax(1) == ql.argmax(1)).mean() >= 0.98

@@ -31,7 +31,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 DATA = {"mbv3_digits": "digits", "resnet_digits": "digits", "lenet_digits": "digits",
-        "mbv3_small_digits": "digits64"}
+        "mbv3_small_digits": "digits96"}
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
@@ -158,7 +158,7 @@ def bench_chains(sizes: list[int]) -> list[dict]:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--models", default="mbv3_digits,resnet_digits,lenet_digits")
+    ap.add_argument("--models", default="mbv3_digits,resnet_digits,lenet_digits,mbv3_small_digits")
     ap.add_argument("--chains", default="100,1000,10000")
     ap.add_argument("--skip-chains", action="store_true")
     ap.add_argument("--json")
