@@ -122,7 +122,8 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
         raise QccError(f"calibration data {source}: no samples")
     progress = _progress(opts.quiet)
     widths = activation_widths(opts.bits)
-    record = stage("calibrate", lambda: record_float(module, inputs, progress=progress("calibrate")))
+    record = stage("calibrate", lambda: record_float(module, inputs, progress=progress("calibrate"),
+                                                      method=opts.calib_method))
     fn = main_func(module)
     annotate(module, {k: v for k, v in record.stats.items() if isinstance(k, Operation)},
              [record.stats.get(a) or TensorStats() for a in fn.args], opts.calib_method, widths, n, source)

@@ -54,6 +54,9 @@ def _float_text(x: float) -> str:
     return t
 
 
+_QPARAMS: dict = {}
+
+
 @irdl_attr_definition
 class UniformType(ParametrizedAttribute, TypeAttribute):
     """`!quant.uniform<i8, SCALE, ZP>` or per channel `!quant.uniform<i4:AXIS, [S...], [ZP...]>`:
@@ -77,11 +80,18 @@ class UniformType(ParametrizedAttribute, TypeAttribute):
 
     @property
     def qparams(self) -> numerics.QParams:
-        return numerics.QParams(
-            self.bits.data, bool(self.signed.data),
-            tuple(s.data for s in self.scales.data), tuple(z.data for z in self.zero_points.data),
-            None if self.axis.data < 0 else self.axis.data,
-        )
+        # types are immutable and shared: decode (and validate) each one once
+        qp = _QPARAMS.get(self)
+        if qp is None:
+            qp = numerics.QParams(
+                self.bits.data, bool(self.signed.data),
+                tuple(s.data for s in self.scales.data), tuple(z.data for z in self.zero_points.data),
+                None if self.axis.data < 0 else self.axis.data,
+            )
+            if len(_QPARAMS) > 1 << 16:
+                _QPARAMS.clear()
+            _QPARAMS[self] = qp
+        return qp
 
     def verify(self) -> None:
         try:

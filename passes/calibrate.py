@@ -93,9 +93,11 @@ class FloatRecord:
     every sample (to compare with the quantized inference later)."""
 
     PROBE_BUDGET = 1 << 22  # floats kept for the comparison, over all tensors and samples
-    SAMPLE = 1 << 15  # reservoir size per tensor (ranges, activation SQNR)
+    SAMPLE = 1 << 15  # reservoir size per tensor (percentile/mse/entropy ranges, activation SQNR)
+    SAMPLE_MINMAX = 1 << 13  # minmax ranges come from exact min/max; the sample only feeds SQNR estimates
 
-    def __init__(self, n_samples: int, n_tensors: int):
+    def __init__(self, n_samples: int, n_tensors: int, sample: int | None = None):
+        self.sample_size = sample or self.SAMPLE
         self.stats: dict[Any, TensorStats] = {}
         self.channel_sq: dict[Any, np.ndarray] = {}
         self.channel_n: dict[Any, int] = {}
@@ -107,7 +109,7 @@ class FloatRecord:
         y = np.asarray(y)
         st = self.stats.get(key)
         if st is None:
-            st = self.stats[key] = TensorStats(max_samples=self.SAMPLE)
+            st = self.stats[key] = TensorStats(max_samples=self.sample_size)
         st.update(y)
         self._probe(key, y, batched)
         if not channels:
@@ -141,14 +143,14 @@ class FloatRecord:
 
 
 def record_float(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
-                 progress: Callable[[int, int], None] | None = None) -> FloatRecord:
+                 progress: Callable[[int, int], None] | None = None, method: str = "") -> FloatRecord:
     """One float inference per sample; keys are ops (their first result) and @main arguments."""
     from qcc.interpreter import batchable, main_func, run_samples
 
     fn = main_func(module)
     n = min((len(v) for v in inputs.values()), default=0)
     ops = [op for op in fn.body.walk() if op.results and _is_float_tensor(op.results[0].type)]
-    rec = FloatRecord(n, len(ops) + len(fn.args))
+    rec = FloatRecord(n, len(ops) + len(fn.args), FloatRecord.SAMPLE_MINMAX if method == "minmax" else None)
     batched = batchable(module)
     # per-channel second moments only where a weighted op reads them (sensitivity's w_mse)
     feeds_weights = {op.operands[0].owner if isinstance(op.operands[0].owner, Operation) else op.operands[0]
