@@ -29,7 +29,7 @@ from xdsl.ir import Block, Region
 import qcc
 from conftest import MODELS
 from qcc import numerics as nx
-from qcc.backends.c import emit
+from qcc.backends.c import emit_model
 from qcc.backends.c import kernels as ck
 from qcc.backends.c.run import CFLAGS, SANITIZE, build_host, compiler, io_meta, run_host
 from qcc.dialects import quant as q
@@ -91,7 +91,9 @@ def interpreter_codes(module: ModuleOp, inputs: dict) -> dict[int, np.ndarray]:
             got.setdefault(j, []).append(np.asarray(results[i]))
 
     run_samples(module, inputs, observer=observe)
-    return {j: np.concatenate(parts) for j, parts in got.items()}
+    shapes = {j: tuple(v.owner.operands[0].type.get_shape()) for j, v in enumerate(ret.operands)}
+    # samples come stacked along a leading batch 1, or one whole declared tensor each
+    return {j: np.concatenate(parts) if shapes[j][:1] == (1,) else np.stack(parts) for j, parts in got.items()}
 
 
 def assert_bits_equal(got: np.ndarray, want: np.ndarray, what: str) -> None:
@@ -107,7 +109,7 @@ def assert_bits_equal(got: np.ndarray, want: np.ndarray, what: str) -> None:
 
 def check_c_against_interpreter(module: ModuleOp, float_inputs: dict, work, **emit_kw) -> object:
     """Builds `module`'s C, runs both entry points, compares with the interpreter; returns the CModel."""
-    cm = emit(module, **{k: v for k, v in emit_kw.items() if k != "cflags"})
+    cm = emit_model(module, **{k: v for k, v in emit_kw.items() if k != "cflags"})
     exe = build_host(cm.files, work, cflags=emit_kw.get("cflags", CFLAGS))
     want = run_samples(module, float_inputs)
     got, _ = run_host(exe, cm.files, float_inputs)
@@ -360,10 +362,10 @@ def fc_case(rng, i: int) -> Case:
     return Case(f"fc{i} k={k} n={n} lead={lead} x{x_bits} w{w_bits} y{y_bits}", [(x_qp, (1, *lead, k))], make)
 
 
-@pytest.mark.parametrize("path", ["planes", "im2col", "auto"])
+@pytest.mark.parametrize("path", ["planes", "im2col", "taps", "auto"])
 def test_conv_and_fully_connected_paths(path, gcc, tmp_path, monkeypatch):
     if path != "auto":
-        monkeypatch.setattr(ck, "use_im2col", lambda g: path == "im2col")
+        monkeypatch.setattr(ck, "conv_path", lambda g: path)
     rng = np.random.default_rng(7)
     cases = [conv_case(rng, i) for i in range(24)] + [fc_case(rng, i) for i in range(12)]
     run_cases(cases, tmp_path, seed=1)
@@ -372,6 +374,13 @@ def test_conv_and_fully_connected_paths(path, gcc, tmp_path, monkeypatch):
 def _simple(name, cls, x_qp, in_shape, y_qp, out_shape, **attrs) -> Case:
     return Case(name, [(x_qp, in_shape)],
                 lambda qv: [op_of(cls, [qv[0]], q.qtensor(y_qp, out_shape), **attrs)])
+
+
+def _pool(name, cls, qp, in_shape, **attrs) -> Case:
+    from qcc.float_kernels import _pool_geometry
+
+    out = _pool_geometry(attrs, in_shape[2:])[3]
+    return _simple(name, cls, qp, in_shape, qp, (*in_shape[:2], *out), **attrs)
 
 
 def _binary(name, cls, a, b, y, sa, sb, sy, **attrs) -> Case:
@@ -405,25 +414,26 @@ def other_op_cases() -> list[Case]:
                           lambda qv, out=tuple(out), axis=axis: [op_of(q.ConcatOp, qv, q.qtensor(c1, out), axis=axis)]))
     for bits in (4, 8, 16):
         qp = QP(bits, 0.1, 1 if bits != 16 else 0)
-        cases.append(_simple(f"max_pool 3/2 pad 1 i{bits}", q.MaxPoolOp, qp, (1, 2, 7, 7), qp, (1, 2, 4, 4),
-                             kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
+        cases.append(_pool(f"max_pool 3/2 pad 1 i{bits}", q.MaxPoolOp, qp, (1, 2, 7, 7),
+                           kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]))
     p8 = QP(8, 0.1, -9)
-    cases.append(_simple("max_pool dilated", q.MaxPoolOp, p8, (1, 2, 7, 6), p8, (1, 2, 2, 5), kernel_shape=[3, 2],
-                         dilations=[2, 1], strides=[2, 1]))
-    cases.append(_simple("max_pool ceil_mode", q.MaxPoolOp, p8, (1, 2, 6, 6), p8, (1, 2, 3, 3), kernel_shape=[2, 2],
-                         strides=[2, 2], pads=[0, 0, 1, 1], ceil_mode=1))
-    cases.append(_simple("max_pool SAME_UPPER", q.MaxPoolOp, p8, (1, 2, 5, 5), p8, (1, 2, 3, 3), kernel_shape=[2, 2],
-                         strides=[2, 2], auto_pad="SAME_UPPER"))
-    cases.append(_simple("max_pool 1-D", q.MaxPoolOp, p8, (1, 3, 9), p8, (1, 3, 4), kernel_shape=[3], strides=[2]))
+    cases.append(_pool("max_pool dilated", q.MaxPoolOp, p8, (1, 2, 7, 6), kernel_shape=[3, 2],
+                       dilations=[2, 1], strides=[2, 1]))
+    cases.append(_pool("max_pool ceil_mode", q.MaxPoolOp, p8, (1, 2, 6, 7), kernel_shape=[2, 2],
+                       strides=[2, 2], pads=[0, 0, 1, 0], ceil_mode=1))
+    cases.append(_pool("max_pool SAME_UPPER", q.MaxPoolOp, p8, (1, 2, 5, 5), kernel_shape=[2, 2],
+                       strides=[2, 2], auto_pad="SAME_UPPER"))
+    cases.append(_pool("max_pool SAME_LOWER", q.MaxPoolOp, p8, (1, 2, 5, 6), kernel_shape=[3, 2],
+                       strides=[1, 2], auto_pad="SAME_LOWER"))
+    cases.append(_pool("max_pool 1-D", q.MaxPoolOp, p8, (1, 3, 9), kernel_shape=[3], strides=[2]))
     for inc in (0, 1):
-        cases.append(_simple(f"avg_pool pads count_include_pad={inc}", q.AvgPoolOp, p8, (1, 2, 6, 7), p8,
-                             (1, 2, 3, 4), kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 1],
-                             count_include_pad=inc))
-        cases.append(_simple(f"avg_pool 1-D count_include_pad={inc}", q.AvgPoolOp, QP(16, 0.01), (1, 2, 8),
-                             QP(16, 0.01), (1, 2, 4), kernel_shape=[2], strides=[2], pads=[1, 1],
-                             count_include_pad=inc))
-    cases.append(_simple("avg_pool 4-bit", q.AvgPoolOp, a4, (1, 3, 4, 4), a4, (1, 3, 2, 2), kernel_shape=[2, 2],
-                         strides=[2, 2]))
+        cases.append(_pool(f"avg_pool pads count_include_pad={inc}", q.AvgPoolOp, p8, (1, 2, 6, 7),
+                           kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 0, 1], count_include_pad=inc))
+        cases.append(_pool(f"avg_pool 1-D count_include_pad={inc}", q.AvgPoolOp, QP(16, 0.01), (1, 2, 8),
+                           kernel_shape=[2], strides=[2], pads=[1, 1], count_include_pad=inc))
+    cases.append(_pool("avg_pool 4-bit", q.AvgPoolOp, a4, (1, 3, 4, 4), kernel_shape=[2, 2], strides=[2, 2]))
+    cases.append(_pool("avg_pool VALID", q.AvgPoolOp, p8, (1, 3, 5, 5), kernel_shape=[2, 3], strides=[1, 2],
+                       auto_pad="VALID"))
     for x, y, sp in [(QP(8, 0.05, -3), QP(8, 0.01, 5), (5, 5)), (QP(16, 0.001), QP(8, 0.0004, -2), (4, 4)),
                      (QP(4, 0.3, 1), QP(8, 0.02), (7,))]:
         cases.append(_simple(f"global_avg_pool i{x.bits}->i{y.bits} {sp}", q.GlobalAvgPoolOp, x, (1, 3, *sp), y,
@@ -494,7 +504,7 @@ def test_softmax_and_unsupported_float_ops(gcc, tmp_path):
     block.add_ops([quant, deq, soft, func.ReturnOp(soft.results[0])])
     module = ModuleOp([func.FuncOp("main", (arg_types, [soft.results[0].type]), Region(block))])
     module.verify()
-    cm = emit(module)
+    cm = emit_model(module)
     assert not cm.has_run_q and cm.io["libm"]
     x = {"input0": np.random.default_rng(0).normal(size=(4, 10)).astype(np.float32) * 3}
     exe = build_host(cm.files, tmp_path / "soft")
@@ -512,7 +522,7 @@ def test_softmax_and_unsupported_float_ops(gcc, tmp_path):
     block2.add_ops([quant2, deq2, erf, func.ReturnOp(erf.results[0])])
     module2 = ModuleOp([func.FuncOp("main", (arg_types, [erf.results[0].type]), Region(block2))])
     with pytest.raises(qcc.QccError, match=r"onnx\.Erf.*my_erf.*no C implementation"):
-        emit(module2)
+        emit_model(module2)
 
 
 def test_arena_plan_never_overlaps_live_buffers():
@@ -539,9 +549,106 @@ def test_makefile_builds_the_library(gcc, tmp_path, tmp_path_factory):
     if shutil.which("make") is None:
         pytest.skip("no make")
     art = compiled("lenet", "int8", tmp_path_factory)
-    cm = emit(art.module)
+    cm = emit_model(art.module)
     for name, text in cm.files.items():
         (tmp_path / name).write_text(text)
     r = subprocess.run(["make", "CFLAGS=" + " ".join(CFLAGS)], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "libmodel.a").exists()
+
+
+def test_prelude_arithmetic_matches_numerics(gcc, tmp_path):
+    """The C helpers every kernel uses, against qcc.numerics on edge and random
+    values: requantize32/64 (both rounding directions, saturation, the SRDHM
+    overflow case), RDBP ties, quantize ties and clamping, dequantize, unpacking."""
+    import subprocess
+
+    from qcc.backends.c.cgen import PRELUDE, flit, lit
+
+    rng = np.random.default_rng(11)
+    i32 = [nx.INT32_MIN, nx.INT32_MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3, (1 << 30), nx.INT32_MAX - 1,
+           nx.INT32_MAX]
+    r32 = [(a, m, s) for a in i32 + list(rng.integers(nx.INT32_MIN, nx.INT32_MAX, 60))
+           for m, s in [(0, 0), (1 << 30, 0), (nx.INT32_MAX, -31), (1518500250, 1), (1073741824, 30),
+                        (1395864371, -5), *[(int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(-31, 31)))
+                                            for _ in range(4)]]]
+    r64 = [(int(a), int(rng.integers(1 << 30, 1 << 31)), int(rng.integers(-20, 8)))
+           for a in [*rng.integers(-(1 << 47) + 1, 1 << 47, 200), -(1 << 47) + 1, (1 << 47) - 1, 0, -1, 1]]
+    r64 += [(a, 0x7FFF0000 + d, s) for a in (12345678901, -98765) for d in (-1, 0, 1) for s in (-3, 0, 7)]
+    pot = [(x, e) for x in [-7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7, nx.INT32_MIN, nx.INT32_MAX]
+           for e in range(0, 32)]
+    quant = []
+    for bits in (4, 8, 16):
+        for scale in (0.1, 0.0039215686274509803, 3.0517578125e-05):
+            lo, hi = nx.qrange(bits)
+            for zp in (0, lo // 3, hi // 2):
+                xs = np.concatenate([(np.arange(-8, 8) + 0.5) * scale, rng.normal(0, 30 * scale, 20),
+                                     [0.0, -0.0, 1e30, -1e30, np.inf, -np.inf]]).astype(np.float32)
+                quant += [(float(x), scale, zp, lo, hi, bits) for x in xs]
+    packed = rng.integers(0, 256, 40).astype(np.uint8)
+    lines = ["#include <stdio.h>", "#include <math.h>", PRELUDE, "int main(void) {"]
+    lines += [f'printf("%lld\\n", (long long)qcc_requant32({lit(a)}, {lit(m)}, {s}));' for a, m, s in r32]
+    lines += [f'printf("%lld\\n", (long long)qcc_requant64({lit(a)}, {lit(m)}, {s}));' for a, m, s in r64]
+    lines += ['printf("%lld\\n", (long long)qcc_srdhm(INT32_MIN, INT32_MIN));']
+    lines += [f'printf("%lld\\n", (long long)qcc_rdbp({lit(x)}, {e}));' for x, e in pot]
+    fx = [flit(x) if np.isfinite(x) else ("INFINITY" if x > 0 else "-INFINITY") for x, *_ in quant]
+    lines += [f'printf("%d\\n", qcc_quantize((float){f}, {flit(s)}, {lit(z)}, {lit(lo)}, {lit(hi)}));'
+              for f, (x, s, z, lo, hi, _) in zip(fx, quant)]
+    lines += [f'printf("%a\\n", (double)qcc_dequantize({lit(c)}, {lit(z)}, {flit(s)}));'
+              for c, z, s in [(-128, -5, 0.1), (127, 3, 0.0039215686274509803), (32767, 0, 3.0517578125e-05)]]
+    lines.append("static const uint8_t P[] = {" + ", ".join(map(str, packed)) + "};")
+    lines += [f'printf("%d\\n", qcc_unpack4(P, {i}));' for i in range(80)]
+    lines += [f'printf("%d\\n", qcc_unpack2(P, {i}));' for i in range(160)]
+    lines += ["return 0;", "}"]
+    (tmp_path / "t.c").write_text("\n".join(lines))
+    r = subprocess.run([gcc, *CFLAGS, "-Wno-unused-function", "t.c", "-o", "t"], cwd=tmp_path, capture_output=True,
+                       text=True)
+    assert r.returncode == 0, r.stderr
+    out = subprocess.run([str(tmp_path / "t")], capture_output=True, text=True, check=True).stdout.split()
+    want = [int(nx.requantize32(a, m, s)) for a, m, s in r32] + [int(nx.requantize64(a, m, s)) for a, m, s in r64]
+    want += [int(nx.saturating_rounding_doubling_high_mul(nx.INT32_MIN, nx.INT32_MIN))]
+    want += [int(nx.rounding_divide_by_pot(x, e)) for x, e in pot]
+    want += [int(nx.quantize(np.float32(x), nx.QParams(b, True, (s,), (z,)))) for x, s, z, lo, hi, b in quant]
+    got_i = [int(v) for v in out[:len(want)]]
+    for k, (g_, w_) in enumerate(zip(got_i, want)):
+        assert g_ == w_, f"check {k}: C {g_} vs numerics {w_}"
+    deq = [float.fromhex(v) for v in out[len(want):len(want) + 3]]
+    assert deq == [float(nx.dequantize(np.array(c), nx.QParams(b, True, (s,), (z,))))
+                   for c, z, s, b in [(-128, -5, 0.1, 8), (127, 3, 0.0039215686274509803, 8),
+                                      (32767, 0, 3.0517578125e-05, 16)]]
+    rest = [int(v) for v in out[len(want) + 3:]]
+    assert rest == [int(v) for v in nx.unpack(packed, 4, 80)] + [int(v) for v in nx.unpack(packed, 2, 160)]
+
+
+def test_float_ops_stay_exact_when_the_build_fuses_multiply_adds(gcc, digits_test, tmp_path_factory):
+    """HardSwish/HardSigmoid left float (16-bit activations) round like numpy even in
+    GNU mode with FMA contraction on, where gcc would fuse x * a + b."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64"):
+        pytest.skip("the FMA flag used here is x86-specific")
+    art = compiled("mbv3", "mixed-2-16", tmp_path_factory)
+    assert any(op.name in ("onnx.HardSwish", "onnx.HardSigmoid") for op in art.module.walk())
+    check_c_against_interpreter(art.module, {"input": digits_test["input"][:N_SAMPLES]},
+                                tmp_path_factory.mktemp("c_fma"),
+                                cflags=("-std=gnu11", "-O2", "-mfma", "-ffp-contract=fast", "-Wall", "-Werror"))
+
+
+def test_per_channel_edges_and_constant_outputs(gcc, tmp_path):
+    """quantize/dequantize with per-channel parameters, and a packed 4-bit constant
+    read as data (dequantized straight into an output): the float-only entry point."""
+    xq = QP(8, [0.05, 0.2, 0.013], [3, -7, 0], axis=1)
+    wq = QP(4, [0.5, 0.25], [0, 0], axis=0)
+    arg_types = [TensorType(F32, (1, 3, 4))]
+    block = Block(arg_types=arg_types)
+    quant = q.QuantizeOp([block.args[0]], [q.qtensor(xq, (1, 3, 4))])
+    deq = q.DequantizeOp([quant.results[0]], [TensorType(F32, (1, 3, 4))])
+    w = qconst(np.arange(-7, 8)[:10].reshape(2, 5), wq)
+    wdeq = q.DequantizeOp([w.results[0]], [TensorType(F32, (2, 5))])
+    block.add_ops([quant, deq, w, wdeq, func.ReturnOp(deq.results[0], wdeq.results[0])])
+    module = ModuleOp([func.FuncOp("main", (arg_types, [deq.results[0].type, wdeq.results[0].type]),
+                                   Region(block))])
+    module.verify()
+    x = {"input0": (np.random.default_rng(4).normal(size=(6, 3, 4)) * 2).astype(np.float32)}
+    cm = check_c_against_interpreter(module, x, tmp_path)
+    assert not cm.has_run_q

@@ -133,6 +133,20 @@ typedef uint32_t qcc_u32 QCC_MAY_ALIAS;
 typedef int64_t qcc_i64 QCC_MAY_ALIAS;
 typedef float qcc_f32 QCC_MAY_ALIAS;
 
+/* Float kernels that must round every operation like numpy does: no fused
+   multiply-add, even when the build enables contraction (-ffp-contract=fast,
+   the GNU C default, which fuses x * a + b on FMA targets). */
+#if defined(__clang__)
+#define QCC_EXACT_FLOAT_FN
+#define QCC_EXACT_FLOAT_BODY _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define QCC_EXACT_FLOAT_FN __attribute__((__optimize__("fp-contract=off")))
+#define QCC_EXACT_FLOAT_BODY
+#else
+#define QCC_EXACT_FLOAT_FN
+#define QCC_EXACT_FLOAT_BODY
+#endif
+
 /* floor(x / 2^e): an arithmetic right shift. C99 leaves >> of a negative
    value implementation-defined (gcc and clang shift arithmetically); this
    form is portable and compiles to a single arithmetic shift. */

@@ -35,7 +35,7 @@ from .kernels import SCRATCH, Ctx, Kernel, Tensor, generate
 
 @dataclass
 class CModel:
-    """What `emit` produces: the files and the numbers the report needs."""
+    """What `emit_model` produces: the files and the numbers the report needs."""
 
     files: dict[str, str]
     arena_bytes: int
@@ -47,10 +47,10 @@ class CModel:
 
 def emit_c(module: ModuleOp) -> dict[str, str]:
     """`{"model.c", "model.h", "Makefile"}` for a quantized module."""
-    return emit(module).files
+    return emit_model(module).files
 
 
-def emit(module: ModuleOp, *, separate_buffers: bool = False) -> CModel:
+def emit_model(module: ModuleOp, *, separate_buffers: bool = False) -> CModel:
     """The C program for `module`. `separate_buffers` (for sanitizer builds)
     gives every buffer its own static object instead of an offset in the arena."""
     return _Emitter(module, separate_buffers).run()
@@ -331,7 +331,8 @@ class _Emitter:
         return f"qcc_arena.bytes + {b.offset}"
 
     def _arena_decl(self) -> str:
-        union = "static union {{\n    uint8_t bytes[{n}];\n    int64_t align_i64;\n    double align_f64;\n}} {name} QCC_ALIGNED;\n"
+        union = ("static union {{\n    uint8_t bytes[{n}];\n    int64_t align_i64;\n    double align_f64;\n"
+                 "}} {name} QCC_ALIGNED;\n")
         if self.separate_buffers:
             return ("/* Debug layout (separate_buffers): every buffer is its own object, so that\n"
                     "   address sanitizers see overruns between tensors. */\n"
@@ -397,8 +398,6 @@ class _Emitter:
             [f"const {atype(t.dtype)} *in{i}" for i, t in enumerate(self.body_in)]
             + [f"{atype(t.dtype)} *out{j}" for j, t in enumerate(self.body_out)]) or "void"
         lines = [f"static void qcc_body({body_sig})", "{"]
-        if not self.body_in and not self.body_out:
-            pass
         for i in range(len(self.body_in)):
             lines.append(f"    (void)in{i};")
         for j in range(len(self.body_out)):
@@ -528,8 +527,9 @@ class _Emitter:
    (the batch dimension is 1). All memory is static: weights are constant
    arrays, activations live in one arena of QCC_ARENA_BYTES bytes inside
    model.c; nothing is allocated. The functions share that arena, so calls
-   must not overlap (not reentrant, not thread-safe). The integer path needs
-   no libm and no floating point except quantize/dequantize at the edges. */
+   must not overlap (not reentrant, not thread-safe), and input and output
+   arrays must not overlap each other. The integer path needs no libm and no
+   floating point except quantize/dequantize at the edges. */
 #ifndef QCC_MODEL_H
 #define QCC_MODEL_H
 

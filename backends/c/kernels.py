@@ -13,6 +13,7 @@ docs/numerics.md's; `qcc.int_kernels` is the oracle the tests compare with.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,7 +41,6 @@ class Tensor:
     const: str | None = None  # symbol of a static const array (packed for 2/4 bits)
     data: str | None = None  # symbol of its unpacked values (for kernels reading it as data)
     const_bits: int = 0  # 2/4: the array holds packed codes
-    group: object = None  # set by the emitter (shared arena space)
 
     @property
     def name(self) -> str:
@@ -65,6 +65,7 @@ class Tensor:
 
 
 SCRATCH = "scratch"
+_SIGNS = re.compile(r"([-+]) -(\d)")
 
 
 @dataclass
@@ -108,8 +109,12 @@ class Ctx:
         self.args.append(SCRATCH)
         return name
 
-    def kernel(self, body: str, scratch: int = 0, needs_libm: bool = False) -> Kernel:
+    def kernel(self, body: str, scratch: int = 0, needs_libm: bool = False, exact_float: bool = False) -> Kernel:
         sig = f"static void {self.fn}({', '.join(self.params) or 'void'})"
+        body = _SIGNS.sub(lambda m: ("+ " if m.group(1) == "-" else "- ") + m.group(2), body)  # "x - -5" -> "x + 5"
+        if exact_float:
+            sig = f"QCC_EXACT_FLOAT_FN {sig}"
+            body = f"    QCC_EXACT_FLOAT_BODY\n{body}"
         return Kernel(f"{sig}\n{{\n{body.rstrip()}\n}}\n", self.args, self.written, scratch,
                       self.scratch_type, needs_libm)
 
@@ -322,12 +327,27 @@ def _conv_geom(c: Ctx, op) -> _Conv:
                  np.broadcast_to(bias, (M,)).copy())
 
 
-def use_im2col(g: _Conv) -> bool:
-    """Dot products over gathered patches (reduction innermost, contiguous) when
-    the patch is long enough and shared by several output channels; otherwise
-    accumulate whole output rows per weight (long contiguous inner loops)."""
-    plane = g.OH * g.OW if g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad else g.OW
-    return g.Mg > 1 and g.K >= 16 and g.K >= plane // 2
+def conv_path(g: _Conv) -> str:
+    """How to loop. "taps": one input channel per output (depthwise, or a single
+    input channel): each output row accumulates its few taps in registers, with
+    the border (where taps fall into padding) split off. "im2col": gather every
+    output position's patch into a contiguous row, then one contiguous dot
+    product per output (reduction innermost) - when the patch is long and shared
+    by several output channels. "planes": per weight, one pass over the output
+    rows it touches (long contiguous inner loops for pointwise convolutions)."""
+    if g.Cg == 1 and g.KH * g.KW <= 49:
+        return "taps"
+    if g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad:  # pointwise: the patch is a strided channel column
+        return "im2col" if g.OH * g.OW <= 16 and g.Mg > 1 else "planes"
+    # unpadded rows that are long enough vectorise well as planes (measured on the digit models)
+    return "im2col" if g.Mg > 1 and g.K >= 16 and (not g.no_pad or g.OW <= 8) else "planes"
+
+
+def _table(name: str, ct: str, vals: np.ndarray) -> tuple[str, str]:
+    """(declaration, expression at channel m) of a per-channel constant; a literal when uniform."""
+    if np.all(vals == vals[0]):
+        return "", lit(vals[0])
+    return array(name, ct, vals, 10), f"{name}[m]"
 
 
 @_gen(q.ConvOp)
@@ -339,26 +359,102 @@ def _conv(c: Ctx, op) -> Kernel:
     zx, zy = x.qp.zero_point[0], y.qp.zero_point[0]
     lo, hi = _clamp_bounds(op)
     decl, m0, sh = _multiplier_tables(x.qp.scale[0] * np.asarray(g.w.qp.scale) / y.qp.scale[0], g.M, g.acc_bits)
-    im2col = use_im2col(g)
+    path = conv_path(g)
+    if path == "taps" and g.Cg != 1:
+        path = "planes"
     # Where every tap that is summed holds a real code (no padding), or padding is
     # materialised as zx (im2col), -zx * sum(w) folds into the initial value and the
     # inner loop is a plain multiply-accumulate. Every partial sum is then the
     # accumulator of some valid input (code 0 at the taps not yet summed), so the
     # accumulator proof bounds it as well.
-    fold = g.no_pad or im2col
-    init = g.bias - zx * g.wv.sum(axis=1) if fold else g.bias
-    if np.all(init == init[0]):
-        init_expr = lit(init[0])
-    else:
-        decl += array("B0", acc_t, init, 10)
-        init_expr = "B0[m]"
+    folded = g.bias - zx * g.wv.sum(axis=1)
     out = f"ym[j] = ({ctype(y.dtype)})qcc_clamp({req}(acc, {m0}, {sh}) + {lit(zy)}, {lit(lo)}, {lit(hi)});"
     c.inp("x", x), c.out("y", y), c.scratch("scratch", "qcc_u8")
-    if im2col:
-        body, scratch = _conv_im2col_body(g, acc_t, init_expr, out)
+    if path == "im2col":
+        d, init_expr = _table("B0", acc_t, folded)
+        body, scratch = _conv_im2col_body(g, init_expr, out)
+    elif path == "taps":
+        d, fold_expr = _table("B0", acc_t, folded)
+        d1, bias_expr = _table("B1", acc_t, g.bias)
+        d += d1
+        body, scratch = _conv_taps_body(g, fold_expr, bias_expr, out)
     else:
-        body, scratch = _conv_planes_body(g, acc_t, init_expr, out, fold)
+        d, init_expr = _table("B0", acc_t, folded if g.no_pad else g.bias)
+        body, scratch = _conv_planes_body(g, acc_t, init_expr, out, g.no_pad)
+    decl += d
     return c.kernel(_indent(f"#define ACC {acc_t}\n{decl}{body}\n#undef ACC", 4), scratch=scratch)
+
+
+def _conv_taps_body(g: _Conv, fold_expr: str, bias_expr: str, out: str) -> tuple[str, int]:
+    """One input channel per output channel: per output row, the interior
+    (every tap inside the input) sums its KH*KW taps unrolled with the weights in
+    registers; border positions sum their valid taps with bounds checks."""
+    x, w = g.x, g.w
+    zx = x.qp.zero_point[0]
+    xt = atype(x.dtype)
+    KT = g.KH * g.KW
+    acc_p = "qcc_i32" if g.acc_bits == 32 else "qcc_i64"
+    # interior ranges: every tap of output (oh, ow) lies inside the input
+    oh_lo = -(-g.PT // g.SH)
+    oh_hi = max(oh_lo, min(g.OH, (g.H - 1 - (g.KH - 1) * g.DH + g.PT) // g.SH + 1))
+    ow_lo = -(-g.PL // g.SW)
+    ow_hi = max(ow_lo, min(g.OW, (g.W - 1 - (g.KW - 1) * g.DW + g.PL) // g.SW + 1))
+    wload = "\n".join(f"const ACC k{t} = {wget(w, f'm * {KT} + {t}')};" for t in range(KT))
+    rows = "\n".join(f"const {xt} *x{kh} = xc + (oh * {g.SH} + {kh * g.DH - g.PT}) * {g.W};"
+                     for kh in range(g.KH))
+    terms = " + ".join(f"k{kh * g.KW + kw} * (ACC)x{kh}[ow * {g.SW} + {kw * g.DW - g.PL}]"
+                       for kh in range(g.KH) for kw in range(g.KW))
+    border = f"""\
+{{
+    ACC a = {bias_expr};
+    for (int32_t kh = 0; kh < {g.KH}; kh++) {{
+        const int32_t ih = oh * {g.SH} - {g.PT} + kh * {g.DH};
+        if (ih < 0 || ih >= {g.H}) continue;
+        for (int32_t kw = 0; kw < {g.KW}; kw++) {{
+            const int32_t iw = ow * {g.SW} - {g.PL} + kw * {g.DW};
+            if (iw < 0 || iw >= {g.W}) continue;
+            a += kk[kh * {g.KW} + kw] * ((ACC)xc[ih * {g.W} + iw] - {lit(zx)});
+        }}
+    }}
+    acc[ow] = a;
+}}"""
+    body = f"""\
+{acc_p} *acc = ({acc_p} *)scratch;
+for (int32_t b = 0; b < {g.N}; b++)
+for (int32_t m = 0; m < {g.M}; m++) {{
+    const {xt} *xc = x + (b * {g.C} + m / {g.Mg}) * {g.H * g.W};
+{_indent(wload, 4)}
+    const ACC kk[{KT}] = {{{", ".join(f"k{t}" for t in range(KT))}}};
+    for (int32_t oh = 0; oh < {g.OH}; oh++) {{
+        {atype(g.y.dtype)} *ym = y + ((b * {g.M} + m) * {g.OH} + oh) * {g.OW};
+        if (oh >= {oh_lo} && oh < {oh_hi}) {{
+{_indent(rows, 12)}
+            for (int32_t ow = 0; ow < {ow_lo}; ow++)
+{_indent(border, 16)}
+            for (int32_t ow = {ow_lo}; ow < {ow_hi}; ow++)
+                acc[ow] = {fold_expr} + {terms};
+            for (int32_t ow = {ow_hi}; ow < {g.OW}; ow++)
+{_indent(border, 16)}
+        }} else {{
+            for (int32_t ow = 0; ow < {g.OW}; ow++)
+{_indent(border, 16)}
+        }}
+        for (int32_t j = 0; j < {g.OW}; j++) {{
+            const ACC acc_j = acc[j];
+            {out.replace("(acc,", "(acc_j,")}
+        }}
+    }}
+}}"""
+    return body, g.OW * (4 if g.acc_bits == 32 else 8)
+
+
+def _ow_bounds(g: _Conv) -> str:
+    """C lines defining `dw` and [ow_lo, ow_hi): the output columns whose tap `kw`
+    falls inside the input row (the others read padding)."""
+    return (f"const int32_t dw = kw * {g.DW} - {g.PL};\n"
+            f"const int32_t ow_lo = dw >= 0 ? 0 : (-dw + {g.SW - 1}) / {g.SW};\n"
+            f"const int32_t ow_n = dw > {g.W - 1} ? 0 : ({g.W - 1} - dw) / {g.SW} + 1;\n"
+            f"const int32_t ow_hi = ow_n < {g.OW} ? ow_n : {g.OW};")
 
 
 def _conv_planes_body(g: _Conv, acc_t: str, init_expr: str, out: str, fold: bool) -> tuple[str, int]:
@@ -370,12 +466,20 @@ def _conv_planes_body(g: _Conv, acc_t: str, init_expr: str, out: str, fold: bool
     rb = max(1, min(g.OH, ROW_BLOCK // max(g.OW, 1)))
     xt = atype(x.dtype)
     if g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad:  # pointwise: rows are contiguous
+        # four input channels per pass over the accumulators (fold holds: no padding)
         taps = f"""\
-for (int32_t ci = 0; ci < {g.Cg}; ci++) {{
+int32_t ci = 0;
+for (; ci + 4 <= {g.Cg}; ci += 4) {{
+    const ACC wa = {wget(w, f"m * {g.Cg} + ci")}, wb = {wget(w, f"m * {g.Cg} + ci + 1")};
+    const ACC wc = {wget(w, f"m * {g.Cg} + ci + 2")}, wd = {wget(w, f"m * {g.Cg} + ci + 3")};
+    const {xt} *xa = xg + ci * {g.H * g.W} + oh0 * {g.W};
+    const {xt} *xb = xa + {g.H * g.W}, *xc = xb + {g.H * g.W}, *xd = xc + {g.H * g.W};
+    for (int32_t j = 0; j < n; j++) acc[j] += wa * (ACC)xa[j] + wb * (ACC)xb[j] + wc * (ACC)xc[j] + wd * (ACC)xd[j];
+}}
+for (; ci < {g.Cg}; ci++) {{
     const ACC wv = {wget(w, f"m * {g.Cg} + ci")};
     const {xt} *xr = xg + ci * {g.H * g.W} + oh0 * {g.W};
-    if (wv == 0) continue;
-    for (int32_t j = 0; j < n; j++) acc[j] += wv * {xterm.format(i="j")};
+    for (int32_t j = 0; j < n; j++) acc[j] += wv * (ACC)xr[j];
 }}"""
     else:
         taps = f"""\
@@ -383,9 +487,7 @@ for (int32_t ci = 0; ci < {g.Cg}; ci++)
 for (int32_t kh = 0; kh < {g.KH}; kh++)
 for (int32_t kw = 0; kw < {g.KW}; kw++) {{
     const ACC wv = {wget(w, f"((m * {g.Cg} + ci) * {g.KH} + kh) * {g.KW} + kw")};
-    const int32_t dw = kw * {g.DW} - {g.PL};
-    const int32_t ow_lo = dw >= 0 ? 0 : (-dw + {g.SW - 1}) / {g.SW};
-    const int32_t ow_hi = dw > {g.W - 1} ? 0 : (({g.W - 1} - dw) / {g.SW} + 1 < {g.OW} ? ({g.W - 1} - dw) / {g.SW} + 1 : {g.OW});
+{_indent(_ow_bounds(g), 4)}
     if (wv == 0) continue;
     for (int32_t r = 0; r < rows; r++) {{
         const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
@@ -416,7 +518,7 @@ for (int32_t m = 0; m < {g.M}; m++) {{
     return body, rb * g.OW * (4 if g.acc_bits == 32 else 8)
 
 
-def _conv_im2col_body(g: _Conv, acc_t: str, init_expr: str, out: str) -> tuple[str, int]:
+def _conv_im2col_body(g: _Conv, init_expr: str, out: str) -> tuple[str, int]:
     """Per group and block of output rows, gather every output position's
     patch (padding as the zero point) into a contiguous row of K codes; then each
     output is one contiguous dot product with its channel's weight row."""
@@ -438,9 +540,7 @@ def _conv_im2col_body(g: _Conv, acc_t: str, init_expr: str, out: str) -> tuple[s
 for (int32_t kh = 0; kh < {g.KH}; kh++)
 for (int32_t kw = 0; kw < {g.KW}; kw++) {{
     const int32_t t = (ci * {g.KH} + kh) * {g.KW} + kw;
-    const int32_t dw = kw * {g.DW} - {g.PL};
-    const int32_t ow_lo = dw >= 0 ? 0 : (-dw + {g.SW - 1}) / {g.SW};
-    const int32_t ow_hi = dw > {g.W - 1} ? 0 : (({g.W - 1} - dw) / {g.SW} + 1 < {g.OW} ? ({g.W - 1} - dw) / {g.SW} + 1 : {g.OW});
+{_indent(_ow_bounds(g), 4)}
     for (int32_t r = 0; r < rows; r++) {{
         const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
         const {xt} *xr;
@@ -494,12 +594,8 @@ def _fully_connected(c: Ctx, op) -> Kernel:
     zx, zy = x.qp.zero_point[0], y.qp.zero_point[0]
     lo, hi = _clamp_bounds(op)
     decl, m0, sh = _multiplier_tables(x.qp.scale[0] * np.asarray(w.qp.scale) / y.qp.scale[0], N, acc_bits)
-    init = np.broadcast_to(bias, (N,)) - zx * wv.sum(axis=1)  # every tap is valid: fold the zero point
-    if np.all(init == init[0]):
-        init_expr = lit(init[0])
-    else:
-        decl += array("B0", acc_t, init, 10)
-        init_expr = "B0[m]"
+    d, init_expr = _table("B0", acc_t, np.broadcast_to(bias, (N,)) - zx * wv.sum(axis=1))  # no padding: fold zx
+    decl += d
     c.inp("x", x), c.out("y", y)
     if w.const_bits == 4 and K % 2 == 0:  # two codes per byte, row starts on a byte
         dot = f"""\
@@ -566,9 +662,10 @@ def _add(c: Ctx, op) -> Kernel:
     p = add_params(a.qp, b.qp, y.qp)
     lo, hi = _clamp_bounds(op)
     c.inp("a", a), c.inp("b", b), c.out("y", y)
-    body = (f"const int64_t xa = qcc_requant32(((int64_t)a[i0] - {lit(a.qp.zero_point[0])}) * {lit(1 << p['left_shift'])}, "
+    lsh = lit(1 << p["left_shift"])
+    body = (f"const int64_t xa = qcc_requant32(((int64_t)a[i0] - {lit(a.qp.zero_point[0])}) * {lsh}, "
             f"{lit(p['m_a'])}, {p['s_a']});\n"
-            f"const int64_t xb = qcc_requant32(((int64_t)b[i1] - {lit(b.qp.zero_point[0])}) * {lit(1 << p['left_shift'])}, "
+            f"const int64_t xb = qcc_requant32(((int64_t)b[i1] - {lit(b.qp.zero_point[0])}) * {lsh}, "
             f"{lit(p['m_b'])}, {p['s_b']});\n"
             f"y[iy] = ({ctype(y.dtype)})qcc_clamp(qcc_requant32(xa + xb, {lit(p['m_y'])}, {p['s_y']}) + "
             f"{lit(y.qp.zero_point[0])}, {lit(lo)}, {lit(hi)});")
@@ -719,7 +816,7 @@ for (int32_t nc = 0; nc < {x.shape[0] * x.shape[1]}; nc++) {{
 @_gen(q.ConcatOp)
 def _concat(c: Ctx, op) -> Kernel:
     y = c.t(op.results[0])
-    axis = int(op.attr("axis", 0))
+    axis = int(op.attr("axis", 0)) % max(len(y.shape), 1)
     outer = math.prod(y.shape[:axis])
     inner = math.prod(y.shape[axis + 1:])
     ychunk = y.shape[axis] * inner
@@ -830,7 +927,7 @@ def _float_unary(c: Ctx, op, expr: str) -> Kernel:
         raise QccError(f"onnx.{op.onnx_type} {op.node_name!r}: the C backend handles float32 inputs only")
     c.inp("x", x), c.out("y", y)
     return c.kernel(f"    for (int32_t i = 0; i < {y.size}; i++) {{\n        const float v = x[i];\n"
-                    f"        float t;\n{_indent(expr, 8)}\n        y[i] = t;\n    }}")
+                    f"        float t;\n{_indent(expr, 8)}\n        y[i] = t;\n    }}", exact_float=True)
 
 
 @_gen("HardSwish")
