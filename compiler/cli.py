@@ -114,6 +114,22 @@ def cmd_interpret(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_run(argv: Sequence[str]) -> int:
+    from qcc.driver import run_out_dir
+
+    p = _Parser(prog="qcc run", description="Build OUT/'s generated code and run it.")
+    p.add_argument("out", metavar="OUT/", help="a directory written by qcc")
+    p.add_argument("--inputs", required=True, help="npz with one array per graph input (first axis = samples)")
+    p.add_argument("--output", required=True, help="npz to write, one float32 array per graph output")
+    p.add_argument("--on", default="host", choices=("host", "qemu"))
+    args = p.parse_args(argv)
+    if not os.path.isdir(args.out):
+        raise QccError(f"{args.out}: no such directory")
+    results = run_out_dir(args.out, load_npz(args.inputs), on=args.on)
+    save_npz_atomic(args.output, {k: np.asarray(v, dtype=np.float32) for k, v in results.items()})
+    return 0
+
+
 def _compile_parser() -> argparse.ArgumentParser:
     from qcc.driver import TARGETS
 
@@ -160,8 +176,10 @@ def cmd_compile(argv: Sequence[str]) -> int:
         print(f"qcc: wrote {args.out}/model.mlir, report.json, report.html: weights {t['weight_bytes']:,} bytes "
               f"(float {t['float_weight_bytes']:,}), {t['macs']:,} MACs, peak SRAM ~{t['sram_peak_bytes']:,} bytes",
               file=sys.stderr)
-        print(f"qcc: note: C/LLVM code generation for --target {args.target} is not available yet; "
-              "run the model with `qcc interpret OUT/model.mlir`", file=sys.stderr)
+        if "code" in art.report:
+            print(f"qcc: wrote model.c, model.h, Makefile: static arena {art.report['code']['arena_bytes']:,} bytes "
+                  f"(naive {art.report['code']['naive_activation_bytes']:,}); run with `qcc run {args.out} "
+                  "--inputs IN.npz --output OUT.npz`", file=sys.stderr)
         for w in art.report["warnings"][:5]:
             print(f"qcc: warning: {w}", file=sys.stderr)
     return 0
@@ -169,11 +187,13 @@ def cmd_compile(argv: Sequence[str]) -> int:
 
 _USAGE = """usage: qcc MODEL.onnx -o OUT/ [--calib CALIB.npz] [--bits 4,8] [--sqnr-min DB] [--size-budget KB]
                          [--bitops-budget N] [--calib-method M] [--strategy S] [--float] [--force]
+       qcc run OUT/ --inputs IN.npz --output RES.npz [--on host]
        qcc interpret MODEL.onnx|OUT/model.mlir --inputs IN.npz --output OUT.npz [--input-shape NAME=D0,...]
        qcc --version
 
   (compile)   import, calibrate, measure sensitivity, assign bit widths, quantize; writes OUT/model.mlir,
               OUT/report.json and OUT/report.html (qcc MODEL -h for every option)
+  run         build OUT/'s generated C for the host and run it
   interpret   run the numpy reference interpreter (float for .onnx, bit-exact integer for quantized .mlir)
 """
 
@@ -194,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if argv[0] == "interpret":
             return cmd_interpret(argv[1:])
+        if argv[0] == "run":
+            return cmd_run(argv[1:])
         if argv[0].startswith("-") or argv[0].endswith(".onnx") or os.path.exists(argv[0]) or "-o" in argv \
                 or "--out" in argv:
             return cmd_compile(argv)

@@ -204,11 +204,47 @@ class Artifact:
     module: ModuleOp
     report: dict
 
-    def run(self, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Runs the compiled model (the integer interpreter until code generation lands)."""
+    def run(self, inputs: Mapping[str, np.ndarray], *, backend: str = "auto") -> dict[str, np.ndarray]:
+        """Runs the compiled model: the generated C built for the host ("c"), or the
+        bit-exact interpreter of model.mlir ("interpreter"); "auto" takes the C build
+        when there is one and a host compiler, else the interpreter (same results)."""
+        from qcc.backends.c.run import compiler
+
+        has_c = os.path.isfile(os.path.join(self.out_dir, "model.c"))
+        if backend == "c" or (backend == "auto" and has_c and compiler() is not None):
+            return run_out_dir(self.out_dir, inputs)
+        if backend not in ("auto", "interpreter"):
+            raise QccError(f"backend '{backend}' is not one of auto, c, interpreter")
         from qcc.interpreter import run_samples
 
         return {k: np.asarray(v, np.float32) for k, v in run_samples(self.module, inputs).items()}
+
+
+def emit_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str]:
+    """C sources for the quantized module (portable C99; host Makefile). A model the C
+    backend cannot express yet still compiles to model.mlir: the report says why."""
+    if opts.emit != "c":
+        report["warnings"].append(f"--emit {opts.emit} is not available yet: no code was generated")
+        return {}
+    if opts.float_only:
+        report["warnings"].append("--float builds have no C backend yet: no code was generated")
+        return {}
+    from qcc.backends.c.emit import emit_model
+
+    try:
+        cm = emit_model(module)
+    except QccError as e:
+        report["warnings"].append(f"no C code generated: {e}")
+        return {}
+    report["totals"]["arena_bytes"] = cm.arena_bytes
+    report["totals"]["naive_activation_bytes"] = cm.naive_bytes
+    report["code"] = {"language": "c99", "files": sorted(cm.files), "arena_bytes": cm.arena_bytes,
+                      "naive_activation_bytes": cm.naive_bytes, "target": opts.target,
+                      "integer_entry_point": cm.has_run_q}
+    if opts.target != "host":
+        report["warnings"].append(f"--target {opts.target}: the C is portable C99 but its Makefile builds for the "
+                                  "host; cross toolchains and qemu runs are not available yet")
+    return dict(cm.files)
 
 
 def compile_model(model, out_dir: str, opts: Options) -> Artifact:
@@ -217,11 +253,33 @@ def compile_model(model, out_dir: str, opts: Options) -> Artifact:
 
     prepare_out_dir(out_dir, opts.force)
     module, report = build(model, opts)
+    code = emit_code(module, opts, report)
     text = print_module(module)
-    files = {"model.mlir": text, "report.json": json.dumps(report, indent=2, default=_json_default),
+    files = {"model.mlir": text, **code, "report.json": json.dumps(report, indent=2, default=_json_default),
              "report.html": render_html(report)}
     write_out_dir(out_dir, files)
     return Artifact(out_dir, module, report)
+
+
+def run_out_dir(out_dir: str, inputs: Mapping[str, np.ndarray], on: str = "host") -> dict[str, np.ndarray]:
+    """Builds OUT/model.c for the host and runs it over every sample (first axis)."""
+    from qcc.backends.c.run import BuildError, build_host, run_host
+
+    if on != "host":
+        raise QccError(f"--on {on}: running under qemu is not available yet in this version")
+    src = os.path.join(out_dir, "model.c")
+    if not os.path.isfile(src):
+        raise QccError(f"{out_dir}: no model.c (see report.json's warnings for why no code was generated)")
+    files = {}
+    for name in ("model.c", "model.h"):
+        with open(os.path.join(out_dir, name), encoding="utf-8") as f:
+            files[name] = f.read()
+    with tempfile.TemporaryDirectory(prefix="qcc-run-") as work:
+        try:
+            exe = build_host(files, work)
+        except BuildError as e:
+            raise QccError(f"building {src} failed: {str(e).splitlines()[0]}") from None
+        return run_host(exe, files, inputs)[0]
 
 
 def _json_default(o):
