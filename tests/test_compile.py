@@ -198,3 +198,31 @@ def test_mobilenetv3_small_with_batchnorm_compiles_to_int8(tmp_path):
     fl = qcc.interpret(path, {"input": xs})["logits"]
     ql = art.run({"input": xs})["logits"]
     assert (fl.argmax(1) == ql.argmax(1)).mean() >= 0.98
+
+
+def test_qcc_run_executes_the_generated_c_bit_exactly(data, tmp_path):
+    import shutil
+
+    from conftest import IN_CI
+
+    if shutil.which("gcc") is None and not IN_CI:
+        pytest.skip("no gcc on this machine (CI installs it)")
+    calib, xs, _ = data
+    out = tmp_path / "out"
+    r = run_cli(str(MODELS / "lenet_digits.onnx"), "-o", str(out), "--calib", str(MODELS / "digits_calib.npz"),
+                "--bits", "4,8", "--size-budget", "40", "-q")
+    assert r.returncode == 0, r.stderr
+    assert {"model.c", "model.h", "Makefile"} <= {p.name for p in out.iterdir()}
+    np.savez(tmp_path / "in.npz", input=xs[:30])
+    r = run_cli("run", str(out), "--inputs", str(tmp_path / "in.npz"), "--output", str(tmp_path / "c.npz"))
+    assert r.returncode == 0, r.stderr
+    r = run_cli("interpret", str(out / "model.mlir"), "--inputs", str(tmp_path / "in.npz"), "--output",
+                str(tmp_path / "i.npz"), "-q")
+    assert r.returncode == 0, r.stderr
+    with np.load(tmp_path / "c.npz") as c, np.load(tmp_path / "i.npz") as i:
+        assert np.array_equal(c["logits"], i["logits"])
+    rep = json.loads((out / "report.json").read_text())
+    assert rep["code"]["arena_bytes"] < rep["code"]["naive_activation_bytes"]
+    r = run_cli("run", str(out), "--inputs", str(tmp_path / "in.npz"), "--output", str(tmp_path / "q.npz"),
+                "--on", "qemu")
+    assert r.returncode == 2 and "not available yet" in r.stderr
