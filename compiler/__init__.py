@@ -55,7 +55,7 @@ def interpret(model, inputs: Mapping[str, np.ndarray], *,
     return run_samples(module, inputs)
 
 
-def compile(model, out_dir: str, *, target: str = "host", calib=None, bits: Sequence[int] = (4, 8),
+def compile(model, out_dir: str, *, target: str = "host", emit: str = "c", calib=None, bits: Sequence[int] = (4, 8),
             sqnr_min: float = 0.0, size_budget_kb: float = 0.0, bitops_budget: float = 0.0,
             calib_method: str = "minmax", strategy: str = "greedy", float_only: bool = False,
             input_shapes: Mapping[str, Sequence[int]] | None = None, force: bool = False, quiet: bool = True):
@@ -67,7 +67,7 @@ def compile(model, out_dir: str, *, target: str = "host", calib=None, bits: Sequ
     from qcc.driver import Options, compile_model
     from qcc.passes.calibrate import parse_bits
 
-    opts = Options(target=target, calib=calib, calib_method=calib_method, bits=parse_bits(list(bits)),
+    opts = Options(target=target, emit=emit, calib=calib, calib_method=calib_method, bits=parse_bits(list(bits)),
                    sqnr_min=sqnr_min, size_budget_kb=size_budget_kb, bitops_budget=bitops_budget,
                    strategy=strategy, float_only=float_only, input_shapes=dict(input_shapes or {}),
                    force=force, quiet=quiet)

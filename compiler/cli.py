@@ -137,7 +137,8 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="the .onnx model")
     p.add_argument("-o", "--out", required=True, metavar="OUT/", help="output directory")
     p.add_argument("--target", default="host", choices=TARGETS)
-    p.add_argument("--emit", default="c", choices=("c", "llvm", "obj"))
+    p.add_argument("--emit", default="c", choices=("c", "llvm", "obj", "none"),
+                   help="c (default): model.c/model.h/Makefile; none: only model.mlir and the reports")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=D0,D1,...",
                    help="bind the dynamic dimensions of an input (repeatable)")
     p.add_argument("--calib", metavar="FILE.npz", help="calibration data, one array per input, first axis samples")

@@ -223,6 +223,8 @@ class Artifact:
 def emit_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str]:
     """C sources for the quantized module (portable C99; host Makefile). A model the C
     backend cannot express yet still compiles to model.mlir: the report says why."""
+    if opts.emit == "none":
+        return {}
     if opts.emit != "c":
         report["warnings"].append(f"--emit {opts.emit} is not available yet: no code was generated")
         return {}

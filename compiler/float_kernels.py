@@ -1090,8 +1090,9 @@ _WINO_G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.
 _WINO_GG = np.kron(_WINO_G, _WINO_G)
 # Blocks of samples keep the Winograd working buffers around this many bytes.
 _WINO_BLOCK_BYTES = 1 << 23
-# Sample-channel rows per transposing copy into the tile layout (cache blocking).
-_WINO_COPY_ROWS = 64
+# Elements per transposing copy into the tile layout (cache blocking: groups
+# of whole sample-channel images).
+_WINO_COPY_ELEMS = 8192
 
 
 def _wino_pays(N: int, C: int, M: int, out_sp) -> bool:
@@ -1163,6 +1164,7 @@ def _conv_winograd(x, w, b, pb, pe, epi=None) -> np.ndarray:
     nb = -(-N // -(-N // nb))  # equal blocks
     ws = np.empty(per * nb, dtype=dt)
     r0, r1, c0, c1 = pb[0], pb[0] + H, pb[1], pb[1] + W
+    rows = max(1, _WINO_COPY_ELEMS // (H * W))
     for n0 in range(0, N, nb):
         k = min(nb, N - n0)
         KC, L = k * C, T * k
@@ -1181,8 +1183,8 @@ def _conv_winograd(x, w, b, pb, pe, epi=None) -> np.ndarray:
         xp[r0:r1, c1:] = 0
         xs = x[n0:n0 + k].reshape(KC, H, W)
         inner = xp[r0:r1, c0:c1]
-        for j in range(0, KC, _WINO_COPY_ROWS):
-            inner[:, :, j:j + _WINO_COPY_ROWS] = xs[j:j + _WINO_COPY_ROWS].transpose(1, 2, 0)
+        for j in range(0, KC, rows):
+            inner[:, :, j:j + rows] = xs[j:j + rows].transpose(1, 2, 0)
         _wino_bt(xp, 0, th, R)  # B^T d: rows
         for a in range(4):
             _wino_bt(R[a], 1, tw, V[a])  # (B^T d) B: columns

@@ -180,8 +180,19 @@ def quantize_multiplier(real: float) -> tuple[int, int]:
 
 
 def quantize_multipliers(reals: Sequence[float] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    pairs = [quantize_multiplier(float(r)) for r in np.asarray(reals, np.float64).reshape(-1)]
-    return (np.array([p[0] for p in pairs], np.int64), np.array([p[1] for p in pairs], np.int64))
+    """`quantize_multiplier` over an array (per-channel multipliers), vectorized."""
+    r = np.asarray(reals, np.float64).reshape(-1)
+    if np.any(r < 0) or not np.all(np.isfinite(r)):
+        raise ValueError("requantization multipliers must be finite and non-negative")
+    frac, shift = np.frexp(r)
+    m0 = round_half_away(frac * float(1 << 31)).astype(np.int64)
+    full = m0 == (1 << 31)
+    m0 = np.where(full, m0 // 2, m0)
+    shift = np.where(full, shift + 1, shift).astype(np.int64)
+    if np.any((shift > 30) & (r > 0)):
+        raise ValueError(f"requantization multiplier {r.max()} is too large for a 32-bit shift")
+    tiny = (r == 0) | (shift < -31)
+    return np.where(tiny, 0, m0), np.where(tiny, 0, shift)
 
 
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

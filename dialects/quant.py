@@ -80,17 +80,20 @@ class UniformType(ParametrizedAttribute, TypeAttribute):
 
     @property
     def qparams(self) -> numerics.QParams:
-        # types are immutable and shared: decode (and validate) each one once
-        qp = _QPARAMS.get(self)
-        if qp is None:
-            qp = numerics.QParams(
-                self.bits.data, bool(self.signed.data),
-                tuple(s.data for s in self.scales.data), tuple(z.data for z in self.zero_points.data),
-                None if self.axis.data < 0 else self.axis.data,
-            )
-            if len(_QPARAMS) > 1 << 16:
-                _QPARAMS.clear()
-            _QPARAMS[self] = qp
+        # types are immutable: decode (and validate) each object once. Keyed by identity
+        # (hashing a per-channel type hashes every scale); the entry keeps the type alive
+        # so the id cannot be reused while cached.
+        hit = _QPARAMS.get(id(self))
+        if hit is not None and hit[0] is self:
+            return hit[1]
+        qp = numerics.QParams(
+            self.bits.data, bool(self.signed.data),
+            tuple(s.data for s in self.scales.data), tuple(z.data for z in self.zero_points.data),
+            None if self.axis.data < 0 else self.axis.data,
+        )
+        if len(_QPARAMS) > 1 << 16:
+            _QPARAMS.clear()
+        _QPARAMS[id(self)] = (self, qp)
         return qp
 
     def verify(self) -> None:
@@ -344,14 +347,14 @@ class ConstantOp(QuantOp):
 def _check_multipliers(op: QuantOp, reals: Any, acc_bits: int = 32) -> None:
     """Every requantization multiplier the op implies must have a fixed-point form
     (`numerics.quantize_multiplier`), below 128 for the 64-bit requantization."""
-    for r in np.asarray(reals, np.float64).reshape(-1):
-        try:
-            _, shift = numerics.quantize_multiplier(float(r))
-        except ValueError as e:
-            raise VerifyException(f"{op.where()}: {e}") from None
-        if acc_bits == 64 and shift >= 8:
-            raise VerifyException(f"{op.where()}: requantization multiplier {float(r)} must be below 128 "
-                                  f"with acc_bits = 64")
+    r = np.asarray(reals, np.float64).reshape(-1)
+    try:
+        _, shift = numerics.quantize_multipliers(r)
+    except ValueError as e:
+        raise VerifyException(f"{op.where()}: {e}") from None
+    if acc_bits == 64 and np.any(shift >= 8):
+        raise VerifyException(f"{op.where()}: requantization multiplier {float(r[shift >= 8][0])} must be below "
+                              f"128 with acc_bits = 64")
 
 
 def _weight_checks(op: QuantOp, w_index: int, out_channel_axis: int) -> None:
