@@ -23,11 +23,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 from xdsl.dialects.builtin import (
-    ArrayAttr,
+    DenseArrayBase,
     Float32Type,
-    FloatData,
     IntAttr,
     TensorType,
+    f64,
+    i64,
 )
 from xdsl.ir import Attribute, Dialect, ParametrizedAttribute, TypeAttribute
 from xdsl.irdl import (
@@ -67,15 +68,16 @@ class UniformType(ParametrizedAttribute, TypeAttribute):
     bits: IntAttr
     signed: IntAttr
     axis: IntAttr  # -1: per tensor
-    scales: ArrayAttr[FloatData]
-    zero_points: ArrayAttr[IntAttr]
+    # packed arrays, not one attribute per channel: a 1024-channel type is one object
+    scales: DenseArrayBase
+    zero_points: DenseArrayBase
 
     @staticmethod
     def from_qparams(qp: numerics.QParams) -> UniformType:
         return UniformType(
             IntAttr(qp.bits), IntAttr(int(qp.signed)), IntAttr(-1 if qp.axis is None else qp.axis),
-            ArrayAttr([FloatData(float(s)) for s in qp.scale]),
-            ArrayAttr([IntAttr(int(z)) for z in qp.zero_point]),
+            DenseArrayBase.from_list(f64, [float(x) for x in qp.scale]),
+            DenseArrayBase.from_list(i64, [int(z) for z in qp.zero_point]),
         )
 
     @property
@@ -88,7 +90,8 @@ class UniformType(ParametrizedAttribute, TypeAttribute):
             return hit[1]
         qp = numerics.QParams(
             self.bits.data, bool(self.signed.data),
-            tuple(s.data for s in self.scales.data), tuple(z.data for z in self.zero_points.data),
+            tuple(float(x) for x in self.scales.iter_values()),
+            tuple(int(z) for z in self.zero_points.iter_values()),
             None if self.axis.data < 0 else self.axis.data,
         )
         if len(_QPARAMS) > 1 << 16:
@@ -124,12 +127,13 @@ class UniformType(ParametrizedAttribute, TypeAttribute):
                 parser.parse_punctuation(",")
                 zps = [parser.parse_integer()]
         return [IntAttr(bits), IntAttr(int(signed)), IntAttr(axis),
-                ArrayAttr([FloatData(s) for s in scales]), ArrayAttr([IntAttr(z) for z in zps])]
+                DenseArrayBase.from_list(f64, [float(x) for x in scales]),
+                DenseArrayBase.from_list(i64, [int(z) for z in zps])]
 
     def print_parameters(self, printer: Printer) -> None:
         kind = f"{'i' if self.signed.data else 'u'}{self.bits.data}"
-        s = [_float_text(x.data) for x in self.scales.data]
-        z = [str(x.data) for x in self.zero_points.data]
+        s = [_float_text(x) for x in self.scales.iter_values()]
+        z = [str(int(x)) for x in self.zero_points.iter_values()]
         if self.axis.data < 0:
             printer.print_string(f"<{kind}, {s[0]}, {z[0]}>")
         else:
