@@ -23,6 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from xdsl.dialects.builtin import (
+    BytesAttr,
     DenseArrayBase,
     Float32Type,
     IntAttr,
@@ -58,6 +59,12 @@ def _float_text(x: float) -> str:
 _QPARAMS: dict = {}
 
 
+def _packed(elem, values: np.ndarray) -> DenseArrayBase:
+    """A dense array from little-endian numpy data (what DenseArrayBase.from_list
+    builds element by element)."""
+    return DenseArrayBase(elem, BytesAttr(values.tobytes()))
+
+
 @irdl_attr_definition
 class UniformType(ParametrizedAttribute, TypeAttribute):
     """`!quant.uniform<i8, SCALE, ZP>` or per channel `!quant.uniform<i4:AXIS, [S...], [ZP...]>`:
@@ -76,8 +83,7 @@ class UniformType(ParametrizedAttribute, TypeAttribute):
     def from_qparams(qp: numerics.QParams) -> UniformType:
         return UniformType(
             IntAttr(qp.bits), IntAttr(int(qp.signed)), IntAttr(-1 if qp.axis is None else qp.axis),
-            DenseArrayBase.from_list(f64, [float(x) for x in qp.scale]),
-            DenseArrayBase.from_list(i64, [int(z) for z in qp.zero_point]),
+            _packed(f64, np.asarray(qp.scale, "<f8")), _packed(i64, np.asarray(qp.zero_point, "<i8")),
         )
 
     @property
@@ -127,8 +133,7 @@ class UniformType(ParametrizedAttribute, TypeAttribute):
                 parser.parse_punctuation(",")
                 zps = [parser.parse_integer()]
         return [IntAttr(bits), IntAttr(int(signed)), IntAttr(axis),
-                DenseArrayBase.from_list(f64, [float(x) for x in scales]),
-                DenseArrayBase.from_list(i64, [int(z) for z in zps])]
+                _packed(f64, np.asarray(scales, "<f8")), _packed(i64, np.asarray(zps, "<i8"))]
 
     def print_parameters(self, printer: Printer) -> None:
         kind = f"{'i' if self.signed.data else 'u'}{self.bits.data}"
