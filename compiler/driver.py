@@ -4,7 +4,7 @@ Owns the pipeline order and OUT/'s life cycle. Every stage is a registered pass
 that leaves its state in the IR (ranges, metrics, widths), so `qcc-opt` can
 replay or resume any part:
 
-    fold-batchnorm, calibrate, measure-sensitivity, assign-bit-widths, lower-to-quant
+    fold-batchnorm, calibrate, measure-sensitivity, assign-bit-widths, lower-to-quant, fuse-activation
 
 OUT/ is written into a fresh sibling directory and renamed into place only when
 everything succeeded: a failure never leaves a half-written OUT/.
@@ -97,6 +97,7 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     from qcc.interpreter import main_func
     from qcc.passes.calibrate import activation_widths, annotate, record_float
     from qcc.passes.fold_batchnorm import FoldBatchNormPass
+    from qcc.passes.fuse_activation import FuseActivationPass
     from qcc.passes.lower_to_quant import LowerToQuantPass
     from qcc.passes.measure_sensitivity import SENSITIVITY, measure, metrics_attr
     from qcc.report import build_report
@@ -138,6 +139,7 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
                                               bitops_budget=opts.bitops_budget, strategy=opts.strategy))
     annotated = module.clone()
     stage("lower-to-quant", lambda: LowerToQuantPass().apply(ctx, module))
+    stage("fuse-activation", lambda: FuseActivationPass().apply(ctx, module))
     module.verify()
     return module, build_report(module, float_module, annotated, info)
 

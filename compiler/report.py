@@ -130,6 +130,13 @@ def build_report(final: ModuleOp, float_module: ModuleOp, annotated: ModuleOp | 
     if a is not None:
         float_names = {s.data.rsplit(" (", 1)[0] for s in a.data}
     integer_names = {op.node_name for op in final.walk() if isinstance(op, q.QuantOp) and op.node_name}
+    fused_into: dict[str, str] = {}
+    for op in final.walk():
+        f = op.attributes.get("qcc.fused")
+        if isinstance(f, StringAttr):
+            for n in f.data.split(", "):
+                fused_into[n] = op.node_name
+    integer_names |= set(fused_into)
     ops = []
     for op in _main(src).body.block.ops:
         if not isinstance(op, donnx.OnnxOp) or op.onnx_type == "Constant":
@@ -150,6 +157,7 @@ def build_report(final: ModuleOp, float_module: ModuleOp, annotated: ModuleOp | 
             "macs": macs(op),
             "params": 0 if w is None else int(w.size),
             "weight_bytes": 0 if w is None else (nx.packed_size(int(w.size), wb) if wb else int(w.size) * 4),
+            "fused_into": fused_into.get(name),
             "reason": (op.attributes[REASON].data if isinstance(op.attributes.get(REASON), StringAttr) else
                        ("stays float: no integer form or no calibrated range" if name in float_names else None)),
             "metrics": None if m is None else {

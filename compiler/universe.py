@@ -30,6 +30,7 @@ _PASSES = {
     "measure-sensitivity": "MeasureSensitivityPass",
     "assign-bit-widths": "AssignBitWidthsPass",
     "lower-to-quant": "LowerToQuantPass",
+    "fuse-activation": "FuseActivationPass",
 }
 
 

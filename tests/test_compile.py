@@ -226,3 +226,30 @@ def test_qcc_run_executes_the_generated_c_bit_exactly(data, tmp_path):
     r = run_cli("run", str(out), "--inputs", str(tmp_path / "in.npz"), "--output", str(tmp_path / "q.npz"),
                 "--on", "qemu")
     assert r.returncode == 2 and "not available yet" in r.stderr
+
+
+def test_fuse_activation_changes_no_bit(data):
+    """Folding ReLU/ReLU6 clamps into their producers leaves every output code unchanged."""
+    from xdsl.context import Context
+
+    from qcc.interpreter import run_samples
+    from qcc.passes.calibrate import annotate, record_float
+    from qcc.passes.fuse_activation import FuseActivationPass
+    from qcc.passes.lower_to_quant import LowerToQuantPass
+
+    calib, xs, _ = data
+    module = qcc.import_model(MODELS / "mbv3_digits.onnx")
+    rec = record_float(module, {"input": calib[:32]})
+    from qcc.interpreter import main_func
+
+    annotate(module, {k: v for k, v in rec.stats.items() if hasattr(k, "attributes")},
+             [rec.stats[a] for a in main_func(module).args], "minmax", (8,), 32, "test")
+    LowerToQuantPass().apply(Context(), module)
+    fused = module.clone()
+    FuseActivationPass().apply(Context(), fused)
+    fused.verify()
+    n_clamps = lambda m: sum(1 for o in m.walk() if o.name == "quant.clamp")  # noqa: E731
+    assert n_clamps(module) > 0 and n_clamps(fused) < n_clamps(module)
+    a = run_samples(module, {"input": xs[:40]})["logits"]
+    b = run_samples(fused, {"input": xs[:40]})["logits"]
+    assert np.array_equal(a, b)
