@@ -22,7 +22,7 @@ from qcc.errors import QccError, internal_error
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, status 2, like every other qcc error
-        raise QccError(f"{self.prog}: {message}")
+        raise QccError(message if self.prog == "qcc" else f"{self.prog}: {message}")
 
 
 def _interpret_parser() -> argparse.ArgumentParser:

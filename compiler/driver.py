@@ -61,7 +61,12 @@ class Stage:
         if not self.quiet:
             print(f"qcc: {name}...", end="", file=sys.stderr, flush=True)
         t = time.perf_counter()
-        out = fn()
+        try:
+            out = fn()
+        except BaseException:
+            if not self.quiet:  # end the progress line; the error follows on its own line
+                print(" failed", file=sys.stderr, flush=True)
+            raise
         dt = time.perf_counter() - t
         self.timings[name] = dt
         if not self.quiet:
@@ -106,6 +111,8 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
         raise QccError(f"--target '{opts.target}' is not one of {', '.join(TARGETS)}")
     if opts.calib_method not in ("minmax", "percentile", "mse", "entropy"):
         raise QccError(f"--calib-method '{opts.calib_method}' is not one of minmax, percentile, mse, entropy")
+    if isinstance(model, str | os.PathLike) and not os.path.isfile(model):
+        raise QccError(f"{os.fspath(model)}: no such file")
     timings: dict[str, float] = {}
     stage = Stage(opts.quiet, timings)
     ctx = Context()
