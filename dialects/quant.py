@@ -530,6 +530,37 @@ class ConcatOp(QuantOp):
             raise VerifyException(f"{self.where()}: inputs and result must share one bit width, got {sorted(bits)}")
         y = self._qp(self.results[0])
         _check_multipliers(self, [self._qp(v).scale[0] / y.scale[0] for v in self.operands if self._qp(v) != y])
+        shapes = [_shape(v.type) for v in self.operands]
+        out = _shape(self.results[0].type)
+        axis = self.attr("axis", 0)
+        if -len(out) <= axis < 0:
+            axis += len(out)
+        if not 0 <= axis < len(out) or any(len(sh) != len(out) for sh in shapes):
+            raise VerifyException(f"{self.where()}: axis {axis} and operand ranks do not fit the result {list(out)}")
+        want = list(shapes[0])
+        want[axis] = sum(sh[axis] for sh in shapes)
+        if any(sh[:axis] + sh[axis + 1:] != out[:axis] + out[axis + 1:] for sh in shapes) or tuple(want) != out:
+            raise VerifyException(f"{self.where()}: operand shapes {[list(x) for x in shapes]} do not concatenate "
+                                  f"to {list(out)} along axis {axis}")
+
+
+def _check_pool_shape(op: QuantOp) -> None:
+    """kernel_shape is required and the result shape must follow the ONNX pooling formula."""
+    from qcc.float_kernels import _pool_geometry
+
+    a, b = _shape(op.operands[0].type), _shape(op.results[0].type)
+    ks = op.attr("kernel_shape")
+    if not ks or len(a) != len(ks) + 2:
+        raise VerifyException(f"{op.where()}: kernel_shape must give one size per spatial axis of {list(a)}")
+    attrs = {k: op.attr(k) for k in ("kernel_shape", "strides", "pads", "dilations", "ceil_mode", "auto_pad")
+             if k in op.attributes}
+    try:
+        out = _pool_geometry(attrs, a[2:])[3]
+    except (KeyError, ValueError, IndexError, TypeError) as e:
+        raise VerifyException(f"{op.where()}: bad pooling attributes ({e})") from None
+    want = (*a[:2], *out)
+    if b != want:
+        raise VerifyException(f"{op.where()}: result shape {list(b)} must be {list(want)}")
 
 
 @irdl_op_definition
@@ -541,6 +572,7 @@ class MaxPoolOp(QuantOp):
 
     def verify_op(self) -> None:
         self._same_qparams(self.operands[0], self.results[0])
+        _check_pool_shape(self)
 
 
 @irdl_op_definition
@@ -556,6 +588,7 @@ class AvgPoolOp(QuantOp):
         self._per_tensor(0)
         if self.attr("ceil_mode", 0) or self.attr("dilations") not in (None, [1] * len(self.attr("kernel_shape", []))):
             raise VerifyException(f"{self.where()}: the integer form has no ceil_mode or dilations")
+        _check_pool_shape(self)
 
 
 @irdl_op_definition
@@ -627,6 +660,13 @@ class PadOp(QuantOp):
 
     def verify_op(self) -> None:
         self._same_qparams(self.operands[0], self.results[0])
+        a, b = _shape(self.operands[0].type), _shape(self.results[0].type)
+        pads = self.attr("pads")
+        if pads is None or len(pads) != 2 * len(a) or min(pads, default=0) < 0:
+            raise VerifyException(f"{self.where()}: pads must hold {2 * len(a)} non-negative values")
+        want = tuple(a[i] + pads[i] + pads[i + len(a)] for i in range(len(a)))
+        if b != want:
+            raise VerifyException(f"{self.where()}: result shape {list(b)} must be {list(want)}")
 
 
 @irdl_op_definition

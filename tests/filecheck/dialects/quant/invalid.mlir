@@ -766,3 +766,27 @@ func.func @f(%x: tensor<1x4x!quant.uniform<i16, 0.5, 0>>) {
   %r = quant.fully_connected %x, %w {acc_bits = 32 : i64} : (tensor<1x4x!quant.uniform<i16, 0.5, 0>>, tensor<1x4x!quant.uniform<i16, 0.001, 0>>) -> tensor<1x1x!quant.uniform<i16, 1.0, 0>>
   func.return
 }
+
+// -----
+
+func.func @f(%x: tensor<1x2x4x4x!quant.uniform<i8, 0.1, 0>>) -> tensor<1x2x3x3x!quant.uniform<i8, 0.1, 0>> {
+  // expected-error @+1 {{quant.max_pool: result shape [1, 2, 3, 3] must be [1, 2, 2, 2]}}
+  %y = quant.max_pool %x {kernel_shape = array<i64: 2, 2>, strides = array<i64: 2, 2>} : (tensor<1x2x4x4x!quant.uniform<i8, 0.1, 0>>) -> tensor<1x2x3x3x!quant.uniform<i8, 0.1, 0>>
+  func.return %y : tensor<1x2x3x3x!quant.uniform<i8, 0.1, 0>>
+}
+
+// -----
+
+func.func @f(%x: tensor<1x2x4x4x!quant.uniform<i8, 0.1, 0>>) -> tensor<1x2x6x6x!quant.uniform<i8, 0.1, 0>> {
+  // expected-error @+1 {{quant.pad: result shape [1, 2, 6, 6] must be [1, 2, 5, 5]}}
+  %y = quant.pad %x {pads = array<i64: 0, 0, 1, 0, 0, 0, 0, 1>} : (tensor<1x2x4x4x!quant.uniform<i8, 0.1, 0>>) -> tensor<1x2x6x6x!quant.uniform<i8, 0.1, 0>>
+  func.return %y : tensor<1x2x6x6x!quant.uniform<i8, 0.1, 0>>
+}
+
+// -----
+
+func.func @f(%x: tensor<1x2x!quant.uniform<i8, 0.1, 0>>) -> tensor<1x5x!quant.uniform<i8, 0.1, 0>> {
+  // expected-error @+1 {{do not concatenate to [1, 5] along axis 1}}
+  %y = quant.concat %x, %x {axis = 1 : i64} : (tensor<1x2x!quant.uniform<i8, 0.1, 0>>, tensor<1x2x!quant.uniform<i8, 0.1, 0>>) -> tensor<1x5x!quant.uniform<i8, 0.1, 0>>
+  func.return %y : tensor<1x5x!quant.uniform<i8, 0.1, 0>>
+}
