@@ -4,7 +4,7 @@ Owns the pipeline order and OUT/'s life cycle. Every stage is a registered pass
 that leaves its state in the IR (ranges, metrics, widths), so `qcc-opt` can
 replay or resume any part:
 
-    fold-batchnorm, calibrate, measure-sensitivity, assign-bit-widths, lower-to-quant, fuse-activation
+    fold-constants, fold-batchnorm, calibrate, measure-sensitivity, assign-bit-widths, lower-to-quant, fuse-activation
 
 OUT/ is written into a fresh sibling directory and renamed into place only when
 everything succeeded: a failure never leaves a half-written OUT/.
@@ -102,6 +102,7 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     from qcc.interpreter import main_func
     from qcc.passes.calibrate import activation_widths, annotate, record_float
     from qcc.passes.fold_batchnorm import FoldBatchNormPass
+    from qcc.passes.fold_constants import FoldConstantsPass
     from qcc.passes.fuse_activation import FuseActivationPass
     from qcc.passes.lower_to_quant import LowerToQuantPass
     from qcc.passes.measure_sensitivity import SENSITIVITY, measure, metrics_attr
@@ -117,6 +118,7 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     stage = Stage(opts.quiet, timings)
     ctx = Context()
     module = stage("import", lambda: import_model(model, opts.input_shapes))
+    stage("fold-constants", lambda: FoldConstantsPass().apply(ctx, module))
     stage("fold-batchnorm", lambda: FoldBatchNormPass().apply(ctx, module))
     float_module = module.clone()
     info: dict[str, Any] = {"timings": timings, "options": _options_json(opts)}

@@ -25,6 +25,7 @@ QCC_DIALECTS = {"onnx": _onnx_dialect, "quant": _quant_dialect}
 
 # pass name -> class name in qcc.passes.<name with _>
 _PASSES = {
+    "fold-constants": "FoldConstantsPass",
     "fold-batchnorm": "FoldBatchNormPass",
     "calibrate": "CalibratePass",
     "measure-sensitivity": "MeasureSensitivityPass",

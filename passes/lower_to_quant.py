@@ -165,7 +165,7 @@ class _Lowering:
         for op in reversed(self.lowered):
             for r in op.results:
                 if r.uses:
-                    r.replace_by(self.fval(r))
+                    r.replace_all_uses_with(self.fval(r))
             Rewriter.erase_op(op)
         for op in list(self.block.ops):  # constants only the float graph used
             if isinstance(op, donnx.OnnxOp) and op.onnx_type == "Constant" and not op.results[0].uses:

@@ -253,3 +253,22 @@ def test_fuse_activation_changes_no_bit(data):
     a = run_samples(module, {"input": xs[:40]})["logits"]
     b = run_samples(fused, {"input": xs[:40]})["logits"]
     assert np.array_equal(a, b)
+
+
+def test_outside_model_with_generated_weights_compiles_to_integer_and_c(tmp_path):
+    """onnx's light_squeezenet makes its weights with ConstantOfShape: fold-constants turns
+    them into constants, every conv becomes integer, and the C build equals the interpreter."""
+    import shutil
+
+    from conftest import IN_CI, light_models_dir
+
+    out = tmp_path / "sq"
+    art = qcc.compile(light_models_dir() / "light_squeezenet.onnx", str(out), bits=(8,))
+    assert [o["op_type"] for o in art.report["ops"] if not o["integer"]] == ["Softmax"]
+    assert sum(1 for o in art.report["ops"] if o["op_type"] == "Conv" and o["w_bits"] == 8) == 26
+    if shutil.which("gcc") is None and not IN_CI:
+        pytest.skip("no gcc on this machine (CI installs it)")
+    x = {"data_0": np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)}
+    c = art.run(x, backend="c")
+    i = art.run(x, backend="interpreter")
+    assert all(np.array_equal(c[k], i[k]) for k in i)
