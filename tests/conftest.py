@@ -45,6 +45,16 @@ def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30))
 
 
+def load_split(path) -> tuple[np.ndarray, np.ndarray]:
+    """(model inputs, labels) of a data split: float32 `input`, or 8-bit `pixels` with
+    x = pixels / 255 - mean computed in float32 (as tools/train_mbv3_small.py made them)."""
+    with np.load(path) as z:
+        if "input" in z.files:
+            return z["input"], z["label"]
+        mean = np.float32(z["mean"])
+        return (z["pixels"].astype(np.float32) / np.float32(255.0) - mean).astype(np.float32), z["label"]
+
+
 @pytest.fixture(scope="session")
 def digits_test():
     with np.load(MODELS / "digits_test.npz") as z:

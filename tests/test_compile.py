@@ -188,8 +188,9 @@ def test_calib_file_missing_an_input_names_it(tmp_path):
 def test_mobilenetv3_small_with_batchnorm_compiles_to_int8(tmp_path):
     """The TorchScript export keeps 34 BatchNormalization nodes: fold-batchnorm removes
     them, every conv and gemm becomes integer, and top-1 agrees with float."""
-    with np.load(MODELS / "digits96_calib.npz") as c, np.load(MODELS / "digits96_test.npz") as t:
-        calib, xs = c["input"][:32], t["input"][:60]
+    from conftest import load_split
+
+    calib, xs = load_split(MODELS / "digits96_calib.npz")[0][:32], load_split(MODELS / "digits96_test.npz")[0][:60]
     path = MODELS / "mbv3_small_digits.onnx"
     art = qcc.compile(path, str(tmp_path / "out"), calib={"input": calib}, bits=(8,))
     assert not art.report["warnings"]

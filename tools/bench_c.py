@@ -24,8 +24,6 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
 sys.path.insert(0, str(ROOT / "tools"))
-DATA = {"mbv3_digits": "digits", "resnet_digits": "digits", "lenet_digits": "digits",
-        "mbv3_small_digits": "digits96"}
 
 
 def ort_latency_us(path, x: np.ndarray, runs: int) -> float:
@@ -56,7 +54,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
 
     import qcc
-    from bench_quant import ort_quantize
+    from bench_quant import DATA, load_split, ort_quantize
     from qcc.backends.c.run import build_host, run_host
     from qcc.interpreter import keep_freed_memory
 
@@ -68,8 +66,7 @@ def main(argv=None) -> int:
         work = pathlib.Path(d)
         for name in args.models.split(","):
             path = MODELS / f"{name}.onnx"
-            with np.load(MODELS / f"{DATA[name]}_calib.npz") as z:
-                calib = z["input"]
+            calib = load_split(MODELS / f"{DATA[name]}_calib.npz")[0]
             art = qcc.compile(path, str(work / name), calib={"input": calib}, bits=(8,), force=True)
             files = {n: (work / name / n).read_text() for n in ("model.c", "model.h")}
             x = calib[:1]

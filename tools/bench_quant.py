@@ -30,6 +30,9 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MODELS = ROOT / "models"
+sys.path.insert(0, str(ROOT / "tests"))
+from conftest import load_split  # noqa: E402  (one reader for every data split)
+
 DATA = {"mbv3_digits": "digits", "resnet_digits": "digits", "lenet_digits": "digits",
         "mbv3_small_digits": "digits96"}
 
@@ -76,10 +79,8 @@ def bench_model(name: str, work: pathlib.Path) -> dict:
     from qcc.interpreter import run_samples
 
     prefix = DATA[name]
-    with np.load(MODELS / f"{prefix}_calib.npz") as z:
-        calib = z["input"]
-    with np.load(MODELS / f"{prefix}_test.npz") as z:
-        xs, labels = z["input"], z["label"]
+    calib = load_split(MODELS / f"{prefix}_calib.npz")[0]
+    xs, labels = load_split(MODELS / f"{prefix}_test.npz")
     path = MODELS / f"{name}.onnx"
     rows = {}
     float_logits = qcc.interpret(path, {"input": xs})["logits"]

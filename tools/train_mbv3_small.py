@@ -9,7 +9,7 @@ size and structure:
     stem    conv 3x3, 16, hard-swish, stride 2, BN
     bneck   11 blocks (kernel, expansion, out, SE, activation, stride) as in Table 2
     head    conv 1x1, 576, hard-swish, BN; global average pool
-    classifier  Linear 576->1024, hard-swish, Dropout 0.2, Linear 1024->10
+    classifier  Linear 576->256, hard-swish, Dropout 0.2, Linear 256->10 (the paper: 1024 hidden)
 
 The SE blocks squeeze to make_divisible(expansion/4, 8) channels with ReLU and
 hard-sigmoid, as in the reference implementations (TF-Slim, torchvision); like
@@ -202,6 +202,11 @@ class Bneck(nn.Module):
         return x + y if self.use_res else y
 
 
+# The paper's classifier has 1024 hidden units; 256 keeps the committed .onnx under
+# 5 MB (1.08M instead of 1.53M parameters) and costs 0.45M of 11M MACs less.
+CLASSIFIER_HIDDEN = 256
+
+
 class MobileNetV3Small(nn.Module):
     # Table 2 of Howard et al. 2019:
     # (kernel, expansion size, out channels, SE, hard-swish (else ReLU), stride)
@@ -219,7 +224,7 @@ class MobileNetV3Small(nn.Module):
         (5, 576, 96, True, True, 1),
     ]
 
-    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = 3, hidden: int = 1024):
+    def __init__(self, num_classes: int = NUM_CLASSES, in_channels: int = 3, hidden: int = CLASSIFIER_HIDDEN):
         super().__init__()
         layers: list[nn.Module] = [nn.Sequential(*conv_bn_act(in_channels, 16, 3, 2, act=nn.Hardswish))]
         cin = 16
@@ -450,7 +455,12 @@ def main(argv: list[str] | None = None) -> int:
     data = load_data(args.seed, args.size)
     tag = f"digits{args.size}"
     np.savez_compressed(args.out / f"{tag}_calib.npz", input=data["x_calib"], label=data["y_calib"])
-    np.savez_compressed(args.out / f"{tag}_test.npz", input=data["x_test"], label=data["y_test"])
+    # The test split as its 8-bit pixels (3.8 MB instead of 6.6 MB as float32); the model input
+    # is x = pixels / 255 - mean in float32, exactly as computed above (tests/conftest.py).
+    pixels = np.round((data["x_test"] + np.float32(data["mean"])) * 255.0).astype(np.uint8)
+    assert np.array_equal(pixels.astype(np.float32) / np.float32(255.0) - np.float32(data["mean"]), data["x_test"])
+    np.savez_compressed(args.out / f"{tag}_test.npz", pixels=pixels, label=data["y_test"],
+                        mean=np.float32(data["mean"]))
     print(
         f"data: train {len(data['y_train'])}, calib {len(data['y_calib'])} (from train), "
         f"test {len(data['y_test'])}, mean {data['mean']}",
