@@ -181,20 +181,10 @@ def _fully_connected(op):
 # ------------------------------------------------------------ elementwise
 
 
-def add_params(a: nx.QParams, b: nx.QParams, y: nx.QParams) -> dict:
-    """TFLite's quantized-add parameters (PrepareGeneralSubOp / QuantizeMultiplierSmallerThanOneExp)."""
-    left_shift = 15 if max(a.bits, b.bits, y.bits) == 16 else 20
-    twice_max = 2 * max(a.scale[0], b.scale[0])
-    m_a, s_a = nx.quantize_multiplier(a.scale[0] / twice_max)
-    m_b, s_b = nx.quantize_multiplier(b.scale[0] / twice_max)
-    m_y, s_y = nx.quantize_multiplier(twice_max / ((1 << left_shift) * y.scale[0]))
-    return dict(left_shift=left_shift, m_a=m_a, s_a=s_a, m_b=m_b, s_b=s_b, m_y=m_y, s_y=s_y)
-
-
 @_impl(q.AddOp)
 def _add(op):
     a, b, y = _qp(op.operands[0]), _qp(op.operands[1]), _qp(op.results[0])
-    p = add_params(a, b, y)
+    p = nx.add_params(a, b, y)
     lo, hi = _clamp_bounds(op)
 
     def run(ins):

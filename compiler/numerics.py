@@ -195,6 +195,16 @@ def quantize_multipliers(reals: Sequence[float] | np.ndarray) -> tuple[np.ndarra
     return np.where(tiny, 0, m0), np.where(tiny, 0, shift)
 
 
+def add_params(a: QParams, b: QParams, y: QParams) -> dict:
+    """TFLite's quantized-add parameters (PrepareGeneralSubOp / QuantizeMultiplierSmallerThanOneExp)."""
+    left_shift = 15 if max(a.bits, b.bits, y.bits) == 16 else 20
+    twice_max = 2 * max(a.scale[0], b.scale[0])
+    m_a, s_a = quantize_multiplier(a.scale[0] / twice_max)
+    m_b, s_b = quantize_multiplier(b.scale[0] / twice_max)
+    m_y, s_y = quantize_multiplier(twice_max / ((1 << left_shift) * y.scale[0]))
+    return dict(left_shift=left_shift, m_a=m_a, s_a=s_a, m_b=m_b, s_b=s_b, m_y=m_y, s_y=s_y)
+
+
 def saturating_rounding_doubling_high_mul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """gemmlowp's SaturatingRoundingDoublingHighMul on int32 values held in int64.
 

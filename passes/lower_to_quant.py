@@ -58,6 +58,19 @@ def activation_qparams(lo: float, hi: float, bits: int) -> nx.QParams:
     return nx.choose_qparams(lo, hi, bits, signed=True, symmetric=(bits == 16))
 
 
+def range_source(op: Operation) -> Operation:
+    """A result consumed only by a ReLU/Clip takes that activation's range: the
+    clamp then costs no resolution (all codes cover what survives it), as in
+    TFLite's fused activations."""
+    uses = list(op.results[0].uses) if len(op.results) == 1 else []
+    if len(uses) == 1:
+        user = uses[0].operation
+        if isinstance(user, donnx.OnnxOp) and user.onnx_type in ("Relu", "Clip") \
+                and user.inputs[0] is op.results[0] and bits_of(user, A_BITS) == bits_of(op, A_BITS):
+            return user
+    return op
+
+
 class _Lowering:
     def __init__(self, module: ModuleOp):
         self.module = module
@@ -113,21 +126,8 @@ class _Lowering:
         return self.dequantized[v]
 
     def out_qparams(self, op: Operation, bits: int) -> nx.QParams | None:
-        r = tensor_range(self._range_source(op).attributes, bits)
+        r = tensor_range(range_source(op).attributes, bits)
         return None if r is None else activation_qparams(*r, bits)
-
-    @staticmethod
-    def _range_source(op: Operation) -> Operation:
-        """A result consumed only by a ReLU/Clip takes that activation's range: the
-        clamp then costs no resolution (all codes cover what survives it), as in
-        TFLite's fused activations."""
-        uses = list(op.results[0].uses) if len(op.results) == 1 else []
-        if len(uses) == 1:
-            user = uses[0].operation
-            if isinstance(user, donnx.OnnxOp) and user.onnx_type in ("Relu", "Clip") \
-                    and user.inputs[0] is op.results[0] and bits_of(user, A_BITS) == bits_of(op, A_BITS):
-                return user
-        return op
 
     def emit(self, op: donnx.OnnxOp, new: Operation) -> None:
         name = op.attributes.get(donnx.QCC_NAME)

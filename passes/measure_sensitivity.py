@@ -128,11 +128,11 @@ def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[i
             o.attributes[A_BITS] = IntegerAttr(max(a_widths), i64)
             o.attributes[W_BITS] = IntegerAttr(max(w_widths), i64)
     by_name = {op.node_name: op for op in ops if op.node_name}
-    from qcc.passes.lower_to_quant import _Lowering
+    from qcc.passes.lower_to_quant import range_source
 
     fused_activation = {}
     for op in ops:
-        src = _Lowering._range_source(op)
+        src = range_source(op)
         if src is not op and src in record.probe_idx:
             fused_activation[op] = src
     LowerToQuantPass().apply(Context(), qmod)

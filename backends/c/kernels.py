@@ -656,10 +656,9 @@ def broadcast_loops(out_shape, operand_shapes, body: str) -> str:
 
 @_gen(q.AddOp)
 def _add(c: Ctx, op) -> Kernel:
-    from qcc.int_kernels import add_params  # TFLite's parameter choice, defined once there
 
     a, b, y = (c.t(v) for v in (*op.operands, op.results[0]))
-    p = add_params(a.qp, b.qp, y.qp)
+    p = nx.add_params(a.qp, b.qp, y.qp)
     lo, hi = _clamp_bounds(op)
     c.inp("a", a), c.inp("b", b), c.out("y", y)
     lsh = lit(1 << p["left_shift"])
