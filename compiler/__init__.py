@@ -7,16 +7,6 @@ transformations in `qcc.passes`, code generators in `qcc.backends`.
 from __future__ import annotations
 
 import os
-import sys
-
-if "numpy" not in sys.modules:
-    # qcc's numpy work comes in batches that one BLAS thread runs faster than two:
-    # measured on the project's 2-core machines, the resnet_digits interpreter takes
-    # 81 ms with one OpenBLAS thread and 110 ms with two, and a full compile of
-    # mbv3_small_digits 3.5 s against 5.3 s (threads spin and contend). An explicit
-    # setting by the user wins; a program that loaded numpy first keeps its own.
-    for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(_var, "1")
 from collections.abc import Mapping, Sequence
 
 import numpy as np

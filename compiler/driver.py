@@ -28,6 +28,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
 
 from qcc.errors import QccError
+from qcc.interpreter import single_thread_blas
 
 MARKER = ".qcc-output"
 TARGETS = ("host", "cortex-m4", "cortex-m7", "cortex-a53", "rv32imac", "rv64gc")
@@ -94,6 +95,7 @@ def _calibration_inputs(module: ModuleOp, calib) -> tuple[dict[str, np.ndarray],
     return {n: data[n] for n in names}, source
 
 
+@single_thread_blas
 def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     """Runs the pipeline; returns the final module and the report dict."""
     from qcc.importer import import_model

@@ -21,6 +21,7 @@ Either way the results are identical to running each sample on its own.
 
 from __future__ import annotations
 
+import functools
 import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -585,6 +586,29 @@ def _plan(module: ModuleOp) -> _Plan | None:
     return plan
 
 
+def single_thread_blas(fn):
+    """Runs `fn` with BLAS limited to one thread (threadpoolctl), whatever the
+    process set up before importing qcc.
+
+    qcc's numpy work comes in batches that one BLAS thread runs faster than two,
+    and with threads the result depends on the machine's load: measured on the
+    project's 2-core machines, the resnet_digits interpreter takes 81 ms with one
+    OpenBLAS thread and 110 ms with two, and with the other core busy one
+    calibration of a MobileNetV3-Small took 9.3 s in pointwise convolutions with
+    two threads against 0.11 s with one (the threads spin and wait on each other).
+    The previous limit is restored on return.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 _MALLOC_TUNED = False
 
 
@@ -642,6 +666,7 @@ def _per_sample_shape(declared: tuple[int, ...]) -> tuple[int, ...]:
     return declared[1:] if declared and declared[0] == 1 else declared
 
 
+@single_thread_blas
 def run_samples(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
                 progress: Callable[[int, int], None] | None = None,
                 observer: Observer | None = None) -> dict[str, np.ndarray]:

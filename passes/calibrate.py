@@ -43,6 +43,7 @@ from xdsl.passes import ModulePass
 
 from qcc.calibration_ranges import TensorStats, choose_range
 from qcc.errors import QccError
+from qcc.interpreter import single_thread_blas
 
 RANGES = "qcc.ranges"
 STATS = "qcc.stats"
@@ -142,6 +143,7 @@ class FloatRecord:
         return None if v is None else np.concatenate(v)
 
 
+@single_thread_blas
 def record_float(module: ModuleOp, inputs: Mapping[str, np.ndarray], *, chunk: int = 64,
                  progress: Callable[[int, int], None] | None = None, method: str = "") -> FloatRecord:
     """One float inference per sample; keys are ops (their first result) and @main arguments."""

@@ -40,6 +40,7 @@ from qcc import numerics as nx
 from qcc.dialects import onnx as donnx
 from qcc.dialects.quant import ConstantOp, QuantizeOp, QuantOp, qparams_of
 from qcc.errors import QccError
+from qcc.interpreter import single_thread_blas
 from qcc.passes.calibrate import (
     RANGES,
     activation_widths,
@@ -105,6 +106,7 @@ def _value_key(v):
     return v.owner if isinstance(v.owner, Operation) else v
 
 
+@single_thread_blas
 def measure(module: ModuleOp, inputs: Mapping[str, np.ndarray], bits: Sequence[int], *, chunk: int = 32,
             progress=None, record=None) -> dict[Operation, dict]:
     """Metrics per calibrated op. The float side comes from `record` (the float
