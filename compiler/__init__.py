@@ -48,7 +48,8 @@ def interpret(model, inputs: Mapping[str, np.ndarray], *,
 def compile(model, out_dir: str, *, target: str = "host", emit: str = "c", calib=None, bits: Sequence[int] = (4, 8),
             sqnr_min: float = 0.0, size_budget_kb: float = 0.0, bitops_budget: float = 0.0,
             calib_method: str = "minmax", strategy: str = "greedy", float_only: bool = False,
-            input_shapes: Mapping[str, Sequence[int]] | None = None, force: bool = False, quiet: bool = True):
+            input_shapes: Mapping[str, Sequence[int]] | None = None, force: bool = False, quiet: bool = True,
+            patch: str = "none"):
     """Compiles `model` into `out_dir` (model.mlir, report.json, report.html) and
     returns an Artifact with `.run(inputs)`, `.report` and `.module`.
 
@@ -60,5 +61,5 @@ def compile(model, out_dir: str, *, target: str = "host", emit: str = "c", calib
     opts = Options(target=target, emit=emit, calib=calib, calib_method=calib_method, bits=parse_bits(list(bits)),
                    sqnr_min=sqnr_min, size_budget_kb=size_budget_kb, bitops_budget=bitops_budget,
                    strategy=strategy, float_only=float_only, input_shapes=dict(input_shapes or {}),
-                   force=force, quiet=quiet)
+                   force=force, quiet=quiet, patch=patch)
     return compile_model(model, out_dir, opts)

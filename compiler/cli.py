@@ -115,18 +115,24 @@ def cmd_interpret(argv: Sequence[str]) -> int:
 
 
 def cmd_run(argv: Sequence[str]) -> int:
-    from qcc.driver import run_out_dir
+    from qcc.driver import run_out_dir_info
 
     p = _Parser(prog="qcc run", description="Build OUT/'s generated code and run it.")
     p.add_argument("out", metavar="OUT/", help="a directory written by qcc")
     p.add_argument("--inputs", required=True, help="npz with one array per graph input (first axis = samples)")
     p.add_argument("--output", required=True, help="npz to write, one float32 array per graph output")
-    p.add_argument("--on", default="host", choices=("host", "qemu"))
+    p.add_argument("--on", default="host", choices=("host", "qemu"),
+                   help="host (default): build for this machine; qemu: build for OUT/'s --target, run under qemu")
+    p.add_argument("-q", "--quiet", action="store_true", help="no summary line")
     args = p.parse_args(argv)
     if not os.path.isdir(args.out):
         raise QccError(f"{args.out}: no such directory")
-    results = run_out_dir(args.out, load_npz(args.inputs), on=args.on)
+    results, info = run_out_dir_info(args.out, load_npz(args.inputs), on=args.on)
     save_npz_atomic(args.output, {k: np.asarray(v, dtype=np.float32) for k, v in results.items()})
+    if not args.quiet and args.on == "qemu":
+        n = len(next(iter(results.values()), ()))
+        count = f": {info['instructions']:,} instructions per inference" if info.get("instructions") else ""
+        print(f"qcc: ran {n} samples on {info['target']} under qemu{count}", file=sys.stderr)
     return 0
 
 
@@ -148,7 +154,10 @@ def _compile_parser() -> argparse.ArgumentParser:
     p.add_argument("--size-budget", type=float, default=0.0, metavar="KB", help="weight-size budget in KiB")
     p.add_argument("--bitops-budget", type=float, default=0.0, metavar="N", help="BitOPs budget")
     p.add_argument("--strategy", default="greedy", choices=("greedy", "uhlich"), help="bit-width assignment")
-    p.add_argument("--patch", default="none", help="none, auto or NxN (patch-based inference; not available yet)")
+    p.add_argument("--patch", default="none", help="none, auto or NxN: run the first stage patch by patch (the split "
+                   "and, for auto, the grid chosen to minimise peak SRAM)")
+    p.add_argument("--patch-max-overhead", type=float, default=0.2, metavar="F",
+                   help="--patch auto: recomputed MACs allowed, as a fraction of the model's MACs (default 0.2)")
     p.add_argument("--float", action="store_true", help="no quantization: a float32 build")
     p.add_argument("--force", action="store_true", help="write into a non-empty OUT/ that qcc did not create")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -166,11 +175,16 @@ def cmd_compile(argv: Sequence[str]) -> int:
         if v < 0 or v != v:
             raise QccError(f"{name} must be a non-negative number, got {v}")
     if args.patch != "none":
-        raise QccError(f"--patch {args.patch}: patch-based inference is not available yet in this version")
+        from qcc.receptive_field import parse_grid
+
+        parse_grid(args.patch)
+    if not args.patch_max_overhead >= 0:
+        raise QccError(f"--patch-max-overhead must be a non-negative fraction, got {args.patch_max_overhead}")
     opts = Options(target=args.target, emit=args.emit, calib=args.calib, calib_method=args.calib_method,
                    bits=parse_bits(args.bits), sqnr_min=args.sqnr_min, size_budget_kb=args.size_budget,
                    bitops_budget=args.bitops_budget, strategy=args.strategy, float_only=args.float,
-                   input_shapes=parse_input_shapes(args.input_shape), force=args.force, quiet=args.quiet)
+                   input_shapes=parse_input_shapes(args.input_shape), force=args.force, quiet=args.quiet,
+                   patch=args.patch, patch_max_overhead=args.patch_max_overhead)
     art = compile_model(args.model, args.out, opts)
     if not args.quiet:
         t = art.report["totals"]
@@ -187,14 +201,15 @@ def cmd_compile(argv: Sequence[str]) -> int:
 
 
 _USAGE = """usage: qcc MODEL.onnx -o OUT/ [--calib CALIB.npz] [--bits 4,8] [--sqnr-min DB] [--size-budget KB]
-                         [--bitops-budget N] [--calib-method M] [--strategy S] [--float] [--force]
-       qcc run OUT/ --inputs IN.npz --output RES.npz [--on host]
+                         [--bitops-budget N] [--calib-method M] [--strategy S] [--patch none|auto|NxN]
+                         [--float] [--force]
+       qcc run OUT/ --inputs IN.npz --output RES.npz [--on host|qemu]
        qcc interpret MODEL.onnx|OUT/model.mlir --inputs IN.npz --output OUT.npz [--input-shape NAME=D0,...]
        qcc --version
 
   (compile)   import, calibrate, measure sensitivity, assign bit widths, quantize; writes OUT/model.mlir,
               OUT/report.json and OUT/report.html (qcc MODEL -h for every option)
-  run         build OUT/'s generated C for the host and run it
+  run         build OUT/'s generated C for the host (or its --target under qemu) and run it
   interpret   run the numpy reference interpreter (float for .onnx, bit-exact integer for quantized .mlir)
 """
 

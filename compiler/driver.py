@@ -4,7 +4,8 @@ Owns the pipeline order and OUT/'s life cycle. Every stage is a registered pass
 that leaves its state in the IR (ranges, metrics, widths), so `qcc-opt` can
 replay or resume any part:
 
-    fold-constants, fold-batchnorm, calibrate, measure-sensitivity, assign-bit-widths, lower-to-quant, fuse-activation
+    fold-constants, fold-batchnorm, recognize-activations, fold-constant-mul-div, calibrate, measure-sensitivity,
+    assign-bit-widths, lower-to-quant, fuse-activation, cancel-quantize-pairs, fuse-residual-add
 
 OUT/ is written into a fresh sibling directory and renamed into place only when
 everything succeeded: a failure never leaves a half-written OUT/.
@@ -49,6 +50,8 @@ class Options:
     input_shapes: Mapping[str, Sequence[int]] = field(default_factory=dict)
     force: bool = False
     quiet: bool = False
+    patch: str = "none"  # none, auto or NxN: patch-based inference of the first stage (tile-patches)
+    patch_max_overhead: float = 0.2  # recomputed MACs allowed to --patch auto, as a fraction of all MACs
 
 
 class Stage:
@@ -103,10 +106,14 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     from qcc.calibration_ranges import TensorStats
     from qcc.interpreter import main_func
     from qcc.passes.calibrate import activation_widths, annotate, record_float
+    from qcc.passes.cancel_quantize_pairs import CancelQuantizePairsPass
     from qcc.passes.fold_batchnorm import FoldBatchNormPass
+    from qcc.passes.fold_constant_mul_div import FoldConstantMulDivPass
     from qcc.passes.fold_constants import FoldConstantsPass
     from qcc.passes.fuse_activation import FuseActivationPass
+    from qcc.passes.fuse_residual_add import FuseResidualAddPass
     from qcc.passes.lower_to_quant import LowerToQuantPass
+    from qcc.passes.recognize_activations import RecognizeActivationsPass
     from qcc.passes.measure_sensitivity import SENSITIVITY, measure, metrics_attr
     from qcc.report import build_report
 
@@ -122,10 +129,13 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     module = stage("import", lambda: import_model(model, opts.input_shapes))
     stage("fold-constants", lambda: FoldConstantsPass().apply(ctx, module))
     stage("fold-batchnorm", lambda: FoldBatchNormPass().apply(ctx, module))
+    stage("recognize-activations", lambda: RecognizeActivationsPass().apply(ctx, module))
+    stage("fold-constant-mul-div", lambda: FoldConstantMulDivPass().apply(ctx, module))
     float_module = module.clone()
     info: dict[str, Any] = {"timings": timings, "options": _options_json(opts)}
     if opts.float_only:
         info["calibration"] = None
+        info["patch"] = _tile_patches(module, opts, stage)
         return module, build_report(module, float_module, None, info)
 
     inputs, source = _calibration_inputs(module, opts.calib)
@@ -151,14 +161,26 @@ def build(model, opts: Options) -> tuple[ModuleOp, dict]:
     annotated = module.clone()
     stage("lower-to-quant", lambda: LowerToQuantPass().apply(ctx, module))
     stage("fuse-activation", lambda: FuseActivationPass().apply(ctx, module))
+    stage("cancel-quantize-pairs", lambda: CancelQuantizePairsPass().apply(ctx, module))
+    stage("fuse-residual-add", lambda: FuseResidualAddPass().apply(ctx, module))
     module.verify()
+    info["patch"] = _tile_patches(module, opts, stage)
     return module, build_report(module, float_module, annotated, info)
+
+
+def _tile_patches(module: ModuleOp, opts: Options, stage: Stage) -> dict | None:
+    if opts.patch == "none":
+        return None
+    from qcc.passes.tile_patches import tile
+
+    return stage("tile-patches", lambda: tile(module, opts.patch, opts.patch_max_overhead))
 
 
 def _options_json(opts: Options) -> dict:
     return {"target": opts.target, "emit": opts.emit, "bits": list(opts.bits), "sqnr_min": opts.sqnr_min,
             "size_budget_kb": opts.size_budget_kb, "bitops_budget": opts.bitops_budget,
-            "strategy": opts.strategy, "float": opts.float_only, "calib_method": opts.calib_method}
+            "strategy": opts.strategy, "float": opts.float_only, "calib_method": opts.calib_method,
+            "patch": opts.patch, "patch_max_overhead": opts.patch_max_overhead}
 
 
 def _progress(quiet: bool):
@@ -217,15 +239,22 @@ class Artifact:
     module: ModuleOp
     report: dict
 
-    def run(self, inputs: Mapping[str, np.ndarray], *, backend: str = "auto") -> dict[str, np.ndarray]:
-        """Runs the compiled model: the generated C built for the host ("c"), or the
-        bit-exact interpreter of model.mlir ("interpreter"); "auto" takes the C build
-        when there is one and a host compiler, else the interpreter (same results)."""
+    def run(self, inputs: Mapping[str, np.ndarray], *, backend: str = "auto",
+            on: str = "host") -> dict[str, np.ndarray]:
+        """Runs the compiled model: the generated C ("c"), or the bit-exact interpreter
+        of model.mlir ("interpreter"); "auto" takes the C build when there is one and a
+        host compiler, else the interpreter (same results). The C runs on the host
+        (`on="host"`, whatever the target: the C is portable) or, with `on="qemu"`,
+        built for the artifact's target and run under qemu."""
         from qcc.backends.c.run import compiler
 
+        if on not in ("host", "qemu"):
+            raise QccError(f"on='{on}' is not one of host, qemu")
         has_c = os.path.isfile(os.path.join(self.out_dir, "model.c"))
-        if backend == "c" or (backend == "auto" and has_c and compiler() is not None):
-            return run_out_dir(self.out_dir, inputs)
+        if backend == "c" or on == "qemu" or (backend == "auto" and has_c and compiler() is not None):
+            if backend == "interpreter":
+                raise QccError("on='qemu' runs the generated C, not the interpreter")
+            return run_out_dir(self.out_dir, inputs, on=on)
         if backend not in ("auto", "interpreter"):
             raise QccError(f"backend '{backend}' is not one of auto, c, interpreter")
         from qcc.interpreter import run_samples
@@ -234,20 +263,19 @@ class Artifact:
 
 
 def emit_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str]:
-    """C sources for the quantized module (portable C99; host Makefile). A model the C
-    backend cannot express yet still compiles to model.mlir: the report says why."""
+    """C sources for the module, quantized or --float (portable C99; a Makefile for --target). A model
+    the C backend cannot express yet still compiles to model.mlir: the report says why."""
     if opts.emit == "none":
         return {}
+    if opts.emit in ("llvm", "obj"):
+        return emit_llvm_code(module, opts, report)
     if opts.emit != "c":
         report["warnings"].append(f"--emit {opts.emit} is not available yet: no code was generated")
-        return {}
-    if opts.float_only:
-        report["warnings"].append("--float builds have no C backend yet: no code was generated")
         return {}
     from qcc.backends.c.emit import emit_model
 
     try:
-        cm = emit_model(module)
+        cm = emit_model(module, target=opts.target)
     except QccError as e:
         report["warnings"].append(f"no C code generated: {e}")
         return {}
@@ -255,11 +283,39 @@ def emit_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str]:
     report["totals"]["naive_activation_bytes"] = cm.naive_bytes
     report["code"] = {"language": "c99", "files": sorted(cm.files), "arena_bytes": cm.arena_bytes,
                       "naive_activation_bytes": cm.naive_bytes, "target": opts.target,
-                      "integer_entry_point": cm.has_run_q}
+                      "integer_entry_point": cm.has_run_q, "float": opts.float_only}
     if opts.target != "host":
-        report["warnings"].append(f"--target {opts.target}: the C is portable C99 but its Makefile builds for the "
-                                  "host; cross toolchains and qemu runs are not available yet")
+        from qcc.backends.c.targets import toolchain_missing
+
+        why = toolchain_missing(opts.target, run=False)
+        if why:
+            report["warnings"].append(f"{why}: the Makefile for {opts.target} cannot build here")
     return dict(cm.files)
+
+
+def emit_llvm_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str | bytes]:
+    """OUT/model.ll (--emit llvm) or OUT/model.o (--emit obj) for --target, with model.h."""
+    if opts.float_only:
+        report["warnings"].append("--float builds have no LLVM backend yet: no code was generated")
+        return {}
+    from qcc.backends.llvm import emit_llvm, object_code
+
+    try:
+        lm = emit_llvm(module, opts.target)
+    except QccError as e:
+        report["warnings"].append(f"no LLVM code generated: {e}")
+        return {}
+    report["totals"]["arena_bytes"] = lm.arena_bytes
+    report["totals"]["naive_activation_bytes"] = lm.naive_bytes
+    files: dict[str, str | bytes] = {"model.h": lm.files["model.h"]}
+    if opts.emit == "llvm":
+        files["model.ll"] = lm.files["model.ll"]
+    else:
+        files["model.o"] = object_code(lm)
+    report["code"] = {"language": "llvm" if opts.emit == "llvm" else "object", "files": sorted(files),
+                      "arena_bytes": lm.arena_bytes, "naive_activation_bytes": lm.naive_bytes,
+                      "target": opts.target, "integer_entry_point": lm.has_run_q}
+    return files
 
 
 def compile_model(model, out_dir: str, opts: Options) -> Artifact:
@@ -276,25 +332,64 @@ def compile_model(model, out_dir: str, opts: Options) -> Artifact:
     return Artifact(out_dir, module, report)
 
 
-def run_out_dir(out_dir: str, inputs: Mapping[str, np.ndarray], on: str = "host") -> dict[str, np.ndarray]:
-    """Builds OUT/model.c for the host and runs it over every sample (first axis)."""
-    from qcc.backends.c.run import BuildError, build_host, run_host
+def out_dir_target(out_dir: str) -> str:
+    """The --target OUT/ was compiled for (report.json), "host" when it does not say."""
+    try:
+        with open(os.path.join(out_dir, "report.json"), encoding="utf-8") as f:
+            rep = json.load(f)
+    except (OSError, ValueError):
+        return "host"
+    return (rep.get("code") or {}).get("target") or (rep.get("options") or {}).get("target") or "host"
 
-    if on != "host":
-        raise QccError(f"--on {on}: running under qemu is not available yet in this version")
+
+def run_out_dir(out_dir: str, inputs: Mapping[str, np.ndarray], on: str = "host") -> dict[str, np.ndarray]:
+    """Builds OUT/model.c and runs it over every sample (first axis): for the host with
+    `on="host"`, for OUT/'s target under qemu with `on="qemu"`."""
+    return run_out_dir_info(out_dir, inputs, on)[0]
+
+
+def run_out_dir_info(out_dir: str, inputs: Mapping[str, np.ndarray],
+                     on: str = "host") -> tuple[dict[str, np.ndarray], dict]:
+    """`run_out_dir` plus the run's info (target; instructions per inference under qemu-system)."""
+    from qcc.backends.c import targets
+    from qcc.backends.c.run import BuildError
+
+    if on not in ("host", "qemu"):
+        raise QccError(f"--on {on}: not one of host, qemu")
     src = os.path.join(out_dir, "model.c")
+    if not os.path.isfile(src) and any(os.path.isfile(os.path.join(out_dir, f)) for f in ("model.ll", "model.o")):
+        from qcc.backends.llvm.run import run_out_dir as run_llvm  # --emit llvm|obj: JIT, or model.o under qemu
+
+        return run_llvm(out_dir, inputs, on, "host" if on == "host" else out_dir_target(out_dir))
     if not os.path.isfile(src):
         raise QccError(f"{out_dir}: no model.c (see report.json's warnings for why no code was generated)")
+    target = "host" if on == "host" else out_dir_target(out_dir)
+    if on == "qemu" and target == "host":
+        raise QccError(f"--on qemu: {out_dir} was compiled for --target host; compile with --target "
+                       f"{', '.join(t for t in targets.TARGETS if t != 'host')} to run under qemu")
+    why = targets.toolchain_missing(target)
+    if why:
+        raise QccError(why)
     files = {}
     for name in ("model.c", "model.h"):
         with open(os.path.join(out_dir, name), encoding="utf-8") as f:
             files[name] = f.read()
     with tempfile.TemporaryDirectory(prefix="qcc-run-") as work:
         try:
-            exe = build_host(files, work)
+            exe = targets.build(files, target, work)
         except BuildError as e:
-            raise QccError(f"building {src} failed: {str(e).splitlines()[0]}") from None
-        return run_host(exe, files, inputs)[0]
+            raise QccError(f"building {src} for {target} failed: {_first_error(e)}") from None
+        try:
+            return targets.run(exe, target, files, inputs)
+        except BuildError as e:
+            raise QccError(f"running {src} on {target} failed: {_first_error(e)}") from None
+
+
+def _first_error(e: Exception) -> str:
+    """The line of a build/run failure that says what went wrong (the compiler's first error)."""
+    lines = str(e).splitlines()
+    found = [ln.strip() for ln in lines[1:] if "error" in ln.lower() or "undefined reference" in ln]
+    return found[0] if found else (lines[0] if lines else "")
 
 
 def _json_default(o):

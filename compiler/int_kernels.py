@@ -198,6 +198,7 @@ def _add(op):
 
 
 @_impl(q.MulOp)
+@_impl(q.ChannelScaleOp)  # the same arithmetic; [N, C, 1, ...] broadcasts like quant.mul
 def _mul(op):
     a, b, y = _qp(op.operands[0]), _qp(op.operands[1]), _qp(op.results[0])
     m0, shift = nx.quantize_multiplier(a.scale[0] * b.scale[0] / y.scale[0])
@@ -350,3 +351,22 @@ def _reshape(op):
 def _transpose(op):
     perm = op.attr("perm")
     return lambda ins: np.ascontiguousarray(np.transpose(ins[0], perm))
+
+
+@_impl(q.SoftmaxOp)
+def _softmax(op):
+    table = op.attributes["table"].array.astype(np.int64)
+    y = _qp(op.results[0])
+    axis = op.attr("axis")
+    k = q.SOFTMAX_RECIPROCAL_BITS
+    shift = k - y.bits
+
+    def run(ins):
+        x = ins[0].astype(np.int64)
+        e = table[x.max(axis=axis, keepdims=True) - x]
+        total = e.sum(axis=axis, keepdims=True)  # < 2^31: the verifier bounds table[0] * n
+        recip = ((1 << k) + total // 2) // total
+        codes = y.zero_point[0] + ((e * recip + (1 << (shift - 1))) >> shift)
+        return nx.saturate(codes, y.qmin, y.qmax, y.bits, y.signed)
+
+    return run

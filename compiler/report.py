@@ -67,7 +67,7 @@ def memory(module: ModuleOp) -> dict[str, int]:
             flash += op.attributes["packed"].array.nbytes
         elif isinstance(op, donnx.OnnxOp) and op.onnx_type == "Constant":
             flash += op.attributes["value"].array.nbytes
-        elif isinstance(op, q.LookupOp):
+        elif isinstance(op, q.LookupOp | q.SoftmaxOp):
             flash += op.attributes["table"].array.nbytes
     arg_bytes = {a: _tensor_bytes(a.type) for a in fn.args}
     events: list[tuple[int, int, int, bool]] = []  # (start, end, bytes, is_input)
@@ -172,8 +172,15 @@ def build_report(final: ModuleOp, float_module: ModuleOp, annotated: ModuleOp | 
         "float_weight_bytes": int(sum(o["params"] * 4 for o in ops)),
         **memory(final),
     }
+    patch = info.get("patch")
+    if patch:  # the model runs its first stage patch by patch: the peak is the patch-based arena plan
+        totals["sram_peak_bytes"] = patch["sram_peak_bytes"]
+        totals["sram_peak_bytes_excl_input"] = patch["sram_peak_bytes_excl_input"]
     ins, outs = _io(final)
     warnings = []
+    if patch:
+        warnings.append("patch-based execution is modelled by the interpreters (qcc interpret); the generated C "
+                        "still runs every layer whole (its arena is code.arena_bytes)")
     cal = info.get("calibration")
     if cal and cal.get("synthetic"):
         warnings.append("no --calib data: ranges come from synthetic N(0,1) inputs, which need not resemble real "
@@ -184,7 +191,7 @@ def build_report(final: ModuleOp, float_module: ModuleOp, annotated: ModuleOp | 
     return {"schema_version": SCHEMA_VERSION, "ops": ops, "totals": totals, "inputs": ins, "outputs": outs,
             "calibration": cal, "warnings": warnings, "options": info.get("options"),
             "timings_s": {k: round(v, 4) for k, v in info.get("timings", {}).items()},
-            "uniform": _uniform_alternatives(ops)}
+            "uniform": _uniform_alternatives(ops), "patch": patch}
 
 
 def _uniform_alternatives(ops: list[dict]) -> list[dict]:
@@ -299,6 +306,20 @@ def _scatter(points: list[dict]) -> str:
     return "<h3>Weight size vs estimated output SQNR</h3>" + "".join(out)
 
 
+def _patch_html(p: dict | None) -> str:
+    if not p:
+        return ""
+    e = html.escape
+    rows = "".join(f"<tr><td>{e(f['split'])}</td><td>{f['grid'][0]}x{f['grid'][1]}</td>"
+                   f"<td>{f['sram_peak_bytes_excl_input']:,}</td><td>{f['recompute_overhead']:.1%}</td></tr>"
+                   for f in p.get("frontier", []))
+    return (f"<h2>Patch-based inference</h2><p>Split after {e(p['split'])}, grid {p['grid'][0]}x{p['grid'][1]}: "
+            f"peak SRAM excl. input {p['layer_sram_peak_bytes_excl_input']:,} bytes layer by layer, "
+            f"{p['sram_peak_bytes_excl_input']:,} patch based ({p['sram_reduction']:.2f}x lower), "
+            f"{p['recompute_overhead']:.1%} extra MACs.</p><table><tr><th>split</th><th>grid</th>"
+            f"<th>peak SRAM excl. input</th><th>extra MACs</th></tr>{rows}</table>")
+
+
 def render_html(r: dict) -> str:
     e = html.escape
     t = r["totals"]
@@ -337,7 +358,7 @@ def render_html(r: dict) -> str:
 <th>peak SRAM bytes</th><th>peak SRAM excl. input</th></tr>
 <tr><td>{t['macs']:,}</td><td>{t['weight_bytes']:,}</td><td>{t['float_weight_bytes']:,}</td><td>{t['bitops']:,}</td>
 <td>{t['flash_bytes']:,}</td><td>{t['sram_peak_bytes']:,}</td><td>{t['sram_peak_bytes_excl_input']:,}</td></tr></table>
-<ul>{io}</ul>{'<h2>Warnings</h2><ul>' + warn + '</ul>' if warn else ''}
+<ul>{io}</ul>{_patch_html(r.get('patch'))}{'<h2>Warnings</h2><ul>' + warn + '</ul>' if warn else ''}
 <h2>Per-op decisions</h2>
 <table><tr><th>op</th><th>type</th><th>shape</th><th>w bits</th><th>a bits</th><th>MACs</th><th>weight bytes</th>
 <th>SQNR in quantized run (dB)</th><th>why</th></tr>{''.join(rows)}</table>

@@ -27,11 +27,22 @@ QCC_DIALECTS = {"onnx": _onnx_dialect, "quant": _quant_dialect}
 _PASSES = {
     "fold-constants": "FoldConstantsPass",
     "fold-batchnorm": "FoldBatchNormPass",
+    "recognize-activations": "RecognizeActivationsPass",
+    "fold-constant-mul-div": "FoldConstantMulDivPass",
     "calibrate": "CalibratePass",
     "measure-sensitivity": "MeasureSensitivityPass",
     "assign-bit-widths": "AssignBitWidthsPass",
     "lower-to-quant": "LowerToQuantPass",
     "fuse-activation": "FuseActivationPass",
+    "fuse-residual-add": "FuseResidualAddPass",
+    "tile-patches": "TilePatchesPass",
+    "cancel-quantize-pairs": "CancelQuantizePairsPass",
+    "lower-to-loops": "LowerToLoopsPass",
+    "check-loop-legality": "CheckLoopLegalityPass",
+    "convert-arith-to-llvm": "ConvertArithToLLVMPass",
+    "convert-memref-to-llvm": "ConvertMemrefToLLVMPass",
+    "convert-cf-to-llvm": "ConvertCfToLLVMPass",
+    "convert-func-to-llvm": "ConvertFuncToLLVMPass",
 }
 
 

@@ -714,11 +714,79 @@ class TransposeOp(QuantOp):
             raise VerifyException(f"{self.where()}: perm {perm} does not map {list(a)} to {list(b)}")
 
 
+@irdl_op_definition
+class ChannelScaleOp(QuantOp):
+    """Squeeze-excite's channel scaling: x [N, C, ...] times s [N, C, 1, ...], one
+    scale per (sample, channel). The arithmetic is quant.mul's,
+    y = clamp(requant((x - zp_x)(s - zp_s), s_x s_s / s_y) + zp_y, act_min, act_max),
+    with the scale loaded once per channel."""
+
+    name = "quant.channel_scale"
+    SIG: ClassVar[Sig] = Sig(quant_in=(0, 1), n_in=(2, 2))
+
+    def verify_op(self) -> None:
+        self._per_tensor(0, 1, -1)
+        self._activation_width(0, 1, -1)
+        self._clamp_range()
+        x, sc, y = (_shape(v.type) for v in (self.operands[0], self.operands[1], self.results[0]))
+        if len(x) < 3 or sc != (*x[:2], *[1] * (len(x) - 2)) or y != x:
+            raise VerifyException(f"{self.where()}: shapes {list(x)} * {list(sc)} -> {list(y)} must be "
+                                  f"[N, C, ...] * [N, C, 1, ...] -> [N, C, ...]")
+        bound = (numerics.input_max_abs(self._qp(self.operands[0]))
+                 * numerics.input_max_abs(self._qp(self.operands[1])))
+        if bound > numerics.INT32_MAX:
+            raise VerifyException(f"{self.where()}: the product (x - zp_x)(s - zp_s) may reach {bound}, beyond int32")
+        a, b, r = (self._qp(v) for v in (self.operands[0], self.operands[1], self.results[0]))
+        _check_multipliers(self, a.scale[0] * b.scale[0] / r.scale[0])
+
+
+SOFTMAX_RECIPROCAL_BITS = 46
+
+
+def softmax_qparams(bits: int) -> numerics.QParams:
+    """The fixed result quantization of quant.softmax: scale 2^-B, zero point -2^(B-1)
+    (TFLite's int8 softmax output), so codes cover [0, 1)."""
+    return numerics.QParams(bits, True, (2.0 ** -bits,), (-(1 << (bits - 1)),), None)
+
+
+@irdl_op_definition
+class SoftmaxOp(QuantOp):
+    """Integer softmax along `axis` (docs/numerics.md): E = table[max(x) - x] (exp by
+    lookup, table[0] = 2^Q), sum in int32, one fixed-point reciprocal per row,
+    y = clamp(zp_y + (E * recip + 2^(45 - B)) >> (46 - B)); result scale 2^-B."""
+
+    name = "quant.softmax"
+    SIG: ClassVar[Sig] = Sig(quant_in=(0,))
+
+    def verify_op(self) -> None:
+        self._per_tensor(0, -1)
+        x, y = self._qp(self.operands[0]), self._qp(self.results[0])
+        shape = _shape(self.operands[0].type)
+        if _shape(self.results[0].type) != shape:
+            raise VerifyException(f"{self.where()}: result shape must equal the operand's")
+        if x.bits > 8 or not x.signed:
+            raise VerifyException(f"{self.where()}: the input must be signed with at most 8 bits, got {x.bits}")
+        if y.bits not in (4, 8) or y != softmax_qparams(y.bits):
+            raise VerifyException(f"{self.where()}: the result must be {y.bits}-bit with scale 2^-{y.bits} "
+                                  f"and zero point {-(1 << (y.bits - 1))}")
+        axis = self.attr("axis")
+        if not isinstance(axis, int) or not 0 <= axis < len(shape):
+            raise VerifyException(f"{self.where()}: axis must be in [0, {len(shape)}), got {axis}")
+        t = self.attributes.get("table")
+        if not isinstance(t, DenseAttr) or t.array.shape != (1 << x.bits,) or t.array.dtype != np.int32:
+            raise VerifyException(f"{self.where()}: 'table' must hold {1 << x.bits} int32 entries")
+        e = t.array.astype(np.int64)
+        if e[0] < 1 or np.any(e < 0) or np.any(np.diff(e) > 0):
+            raise VerifyException(f"{self.where()}: 'table' must be positive at 0 and non-increasing")
+        if e[0] * shape[axis] > numerics.INT32_MAX:
+            raise VerifyException(f"{self.where()}: {shape[axis]} entries of up to {e[0]} overflow the int32 sum")
+
+
 QUANT_OPS = [QuantizeOp, DequantizeOp, RequantizeOp, ConstantOp, ConvOp, FullyConnectedOp, AddOp, MulOp,
              ConcatOp, MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, ClampOp, LookupOp, PadOp, ResizeOp, ReshapeOp,
-             TransposeOp]
+             TransposeOp, ChannelScaleOp, SoftmaxOp]
 
 QUANT = Dialect("quant", QUANT_OPS, [UniformType])
 
-__all__ = ["QUANT", "QUANT_OPS", "UniformType", "qtensor", "qparams_of", "accumulator_bound",
+__all__ = ["QUANT", "QUANT_OPS", "UniformType", "qtensor", "qparams_of", "accumulator_bound", "softmax_qparams",
            *(c.__name__ for c in QUANT_OPS)]

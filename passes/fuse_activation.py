@@ -26,7 +26,7 @@ from xdsl.pattern_rewriter import (
 
 from qcc.dialects import quant as q
 
-FUSES_INTO = (q.ConvOp, q.FullyConnectedOp, q.AddOp, q.MulOp)
+FUSES_INTO = (q.ConvOp, q.FullyConnectedOp, q.AddOp, q.MulOp, q.ChannelScaleOp)
 FUSED = "qcc.fused"
 
 

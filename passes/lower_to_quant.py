@@ -58,6 +58,17 @@ def activation_qparams(lo: float, hi: float, bits: int) -> nx.QParams:
     return nx.choose_qparams(lo, hi, bits, signed=True, symmetric=(bits == 16))
 
 
+def softmax_table(x_qp: nx.QParams, n: int) -> np.ndarray | None:
+    """quant.softmax's exp table for rows of `n` codes: round(2^Q exp(-S_x k)) for every
+    code distance k, Q = min(21, 30 - bitlength(n - 1)) so that the row sum stays in
+    int32; None when that leaves fewer than 8 bits (docs/numerics.md)."""
+    q_bits = min(21, 30 - max(n - 1, 1).bit_length())
+    if q_bits < 8:
+        return None
+    k = np.arange(1 << x_qp.bits, dtype=np.float64)
+    return nx.round_half_away(np.exp(-x_qp.scale[0] * k) * (1 << q_bits)).astype(np.int32)
+
+
 def range_source(op: Operation) -> Operation:
     """A result consumed only by a ReLU/Clip takes that activation's range: the
     clamp then costs no resolution (all codes cover what survives it), as in
@@ -243,12 +254,12 @@ class _Lowering:
         return self._fc(op, op.inputs[0], w.astype(np.float64).T, None)
 
     # ---------------------------------------------------------- elementwise
-    def _binary(self, op, cls) -> bool:
+    def _binary(self, op, cls, order: tuple[int, int] = (0, 1)) -> bool:
         a_bits = bits_of(op, A_BITS)
         y_qp = self.out_qparams(op, a_bits)
         if y_qp is None:
             return False
-        ins = [self.qval(v, a_bits, op) for v in op.inputs]
+        ins = [self.qval(op.inputs[i], a_bits, op) for i in order]
         if any(v is None for v in ins) or any(q.qparams_of(v.type).axis is not None for v in ins):
             return False
         self.emit(op, cls(ins, [q.qtensor(y_qp, op.results[0].type.get_shape())], {}))
@@ -258,7 +269,36 @@ class _Lowering:
         return self._binary(op, q.AddOp)
 
     def lower_Mul(self, op) -> bool:
+        shapes = [tuple(v.type.get_shape()) for v in op.inputs]
+        y = tuple(op.results[0].type.get_shape())
+        for i in (0, 1):  # squeeze-excite: x [N, C, ...] * s [N, C, 1, ...]
+            if len(y) >= 3 and shapes[i] == y and shapes[1 - i] == (*y[:2], *[1] * (len(y) - 2)):
+                return self._binary(op, q.ChannelScaleOp, order=(i, 1 - i))
         return self._binary(op, q.MulOp)
+
+    def lower_Softmax(self, op) -> bool:
+        """Integer softmax (docs/numerics.md) for inputs of at most 8 bits, along one
+        axis other than the sample axis."""
+        shape = op.inputs[0].type.get_shape()
+        rank = len(shape)
+        a = op.onnx_attrs()
+        axis = int(a.get("axis", -1 if _opset(self.module) >= 13 else 1)) % max(rank, 1)
+        if rank < 2 or axis == 0 or (_opset(self.module) < 13 and axis != rank - 1):
+            return False  # opset < 13 flattens from axis: one axis only when it is the last
+        bits = min(bits_of(op, A_BITS), 8)
+        x = self.qmap.get(op.inputs[0]) or self.qval(op.inputs[0], bits, op)
+        if x is None:
+            return False
+        x_qp = q.qparams_of(x.type)
+        if x_qp.bits > 8 or x_qp.axis is not None or not x_qp.signed:
+            return False
+        table = softmax_table(x_qp, shape[axis])
+        if table is None:
+            return False
+        y_qp = q.softmax_qparams(x_qp.bits if x_qp.bits in (4, 8) else 8)
+        self.emit(op, q.SoftmaxOp([x], [q.qtensor(y_qp, shape)],
+                                  {"axis": IntegerAttr(axis, i64), "table": donnx.DenseAttr(table)}))
+        return True
 
     def lower_Relu(self, op) -> bool:
         return self._clamp(op, 0.0, None)

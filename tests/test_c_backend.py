@@ -362,7 +362,7 @@ def fc_case(rng, i: int) -> Case:
     return Case(f"fc{i} k={k} n={n} lead={lead} x{x_bits} w{w_bits} y{y_bits}", [(x_qp, (1, *lead, k))], make)
 
 
-@pytest.mark.parametrize("path", ["planes", "im2col", "taps", "auto"])
+@pytest.mark.parametrize("path", ["planes", "im2col", "taps", "gemm", "pix", "dw", "auto"])
 def test_conv_and_fully_connected_paths(path, gcc, tmp_path, monkeypatch):
     if path != "auto":
         monkeypatch.setattr(ck, "conv_path", lambda g: path)
@@ -484,7 +484,7 @@ def test_every_other_op(gcc, tmp_path):
 def test_every_quant_op_has_a_c_kernel():
     ops = {q.QuantizeOp, q.DequantizeOp, q.RequantizeOp, q.ConvOp, q.FullyConnectedOp, q.AddOp, q.MulOp,
            q.ConcatOp, q.MaxPoolOp, q.AvgPoolOp, q.GlobalAvgPoolOp, q.ClampOp, q.LookupOp, q.PadOp, q.ResizeOp,
-           q.ReshapeOp, q.TransposeOp}
+           q.ReshapeOp, q.TransposeOp, q.ChannelScaleOp, q.SoftmaxOp}  # the last two: tests/test_fusion.py
     assert ops <= set(ck.GENERATORS)
     assert set(q.QUANT_OPS) - ops == {q.ConstantOp}  # constants become static arrays
 

@@ -114,6 +114,9 @@ def strides(shape) -> list[int]:
 PRELUDE = r"""
 #include <stdint.h>
 #include <string.h>
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+#include <immintrin.h>
+#endif
 
 /* Arena memory is reused by tensors of different element types. Kernels
    access it through these typedefs, which gcc and clang exempt from
@@ -193,20 +196,39 @@ static inline int64_t qcc_requant64(int64_t acc, int32_t m0, int shift) {
    round_half_away(v) = sign(v) * floor(|v| + 0.5), the same double operations
    numpy performs (so this needs IEEE double without excess precision, as on
    SSE2/AArch64/RISC-V; not x87). No libm: floor of a non-negative value below
-   2^62 is the conversion to int64. NaN maps to lo. */
+   2^62 is the conversion to int64 (larger magnitudes clamp anyway). NaN maps to
+   lo. Branch-free, so that loops over it vectorise. */
 static inline int32_t qcc_quantize(float x, double scale, int32_t zp, int32_t lo, int32_t hi) {
-    double v = (double)x / scale;
-    double a = (v < 0 ? -v : v) + 0.5;
-    int64_t r;
-    if (v != v) return lo;
-    if (a >= 4611686018427387904.0) return v < 0 ? lo : hi;
-    r = (int64_t)a;
-    return qcc_clamp((v < 0 ? -r : r) + zp, lo, hi);
+    const double v = (double)x / scale;
+    const double a = (v < 0 ? -v : v) + 0.5;
+    const int64_t r = (int64_t)(a < 4611686018427387904.0 ? a : 4611686018427387904.0);
+    const int64_t q = (v < 0 ? -r : r) + zp;
+    const int32_t c = q < lo ? lo : (q > hi ? hi : (int32_t)q);
+    return v != v ? lo : c;
 }
 
 /* dequantize: float32((q - zp) * scale), the product in double. */
 static inline float qcc_dequantize(int32_t q, int32_t zp, double scale) {
     return (float)((double)(q - zp) * scale);
+}
+
+/* y[i] = table[x[i] + 128] for 8-bit codes (y may be x). With AVX-512 VBMI,
+   64 lookups at a time: two two-table byte permutes (7 index bits each) and a
+   blend on the index's top bit; the scalar loop is the definition. */
+static inline void qcc_lookup_i8(const int8_t *table, const qcc_i8 *x, qcc_i8 *y, int32_t n) {
+    int32_t i = 0;
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+    const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
+    const __m512i t2 = _mm512_loadu_si512(table + 128), t3 = _mm512_loadu_si512(table + 192);
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (; i + 64 <= n; i += 64) {
+        const __m512i idx = _mm512_xor_si512(_mm512_loadu_si512(x + i), flip);
+        const __m512i lo = _mm512_permutex2var_epi8(t0, idx, t1);
+        const __m512i hi = _mm512_permutex2var_epi8(t2, idx, t3);
+        _mm512_storeu_si512(y + i, _mm512_mask_blend_epi8(_mm512_movepi8_mask(idx), lo, hi));
+    }
+#endif
+    for (; i < n; i++) y[i] = table[x[i] + 128];
 }
 
 /* Packed 4- and 2-bit weights: element i in bits (i % per_byte) * width of byte

@@ -30,7 +30,8 @@ from qcc.interpreter import io_names, main_func, module_opset
 
 from . import arena
 from .cgen import PRELUDE, array, atype, comment_json, comment_text, ctype, flit, lit
-from .kernels import SCRATCH, Ctx, Kernel, Tensor, generate
+from .float_ops import INPLACE_OPS, VIEW_OPS, float_array
+from .kernels import SCRATCH, Ctx, Kernel, Tensor, fused_conv, generate
 
 
 @dataclass
@@ -45,15 +46,16 @@ class CModel:
     io: dict = field(default_factory=dict)
 
 
-def emit_c(module: ModuleOp) -> dict[str, str]:
+def emit_c(module: ModuleOp, target: str = "host") -> dict[str, str]:
     """`{"model.c", "model.h", "Makefile"}` for a quantized module."""
-    return emit_model(module).files
+    return emit_model(module, target=target).files
 
 
-def emit_model(module: ModuleOp, *, separate_buffers: bool = False) -> CModel:
+def emit_model(module: ModuleOp, *, separate_buffers: bool = False, target: str = "host") -> CModel:
     """The C program for `module`. `separate_buffers` (for sanitizer builds)
-    gives every buffer its own static object instead of an offset in the arena."""
-    return _Emitter(module, separate_buffers).run()
+    gives every buffer its own static object instead of an offset in the arena.
+    `target` only changes the Makefile (its compiler and flags): the C is portable."""
+    return _Emitter(module, separate_buffers, target).run()
 
 
 @dataclass
@@ -82,8 +84,9 @@ _INPLACE = (q.ClampOp, q.LookupOp, q.RequantizeOp, q.AddOp, q.MulOp)
 
 
 class _Emitter:
-    def __init__(self, module: ModuleOp, separate_buffers: bool = False):
+    def __init__(self, module: ModuleOp, separate_buffers: bool = False, target: str = "host"):
         self.module = module
+        self.target = target
         self.separate_buffers = separate_buffers
         self.fn = main_func(module)
         self.opset = module_opset(module)
@@ -136,6 +139,18 @@ class _Emitter:
             t.const, t.const_bits, t.data = sym, qp.bits, sym
         self._comments[sym] = f"{t.describe()}{self._named(op)}"
 
+    def _float_constant(self, op: donnx.OnnxOp) -> None:
+        """A float32 weight becomes a static const array; other constants (shapes,
+        axes) are read by the generators at compile time and get no C object."""
+        if donnx.numpy_dtype(op.results[0].type.element_type) != np.float32:
+            return
+        t = self._new_tensor(op.results[0])
+        sym = f"w{t.index}"
+        self.const_text[sym] = float_array(sym, donnx.constant_array(op.results[0]))
+        self.const_bytes[sym] = t.nbytes
+        t.const, t.data = sym, sym
+        self._comments[sym] = f"{t.describe()}{self._named(op)}"
+
     def _named(self, op) -> str:
         name = getattr(op, "node_name", "")
         return f" {comment_text(name)}" if name else ""
@@ -153,6 +168,8 @@ class _Emitter:
         for op in ops[:-1]:
             if isinstance(op, q.ConstantOp):
                 self._constant(op)
+            elif isinstance(op, donnx.OnnxOp) and op.onnx_type == "Constant" and op.results[0].uses:
+                self._float_constant(op)
             elif isinstance(op, donnx.NoValueOp) or (isinstance(op, donnx.OnnxOp) and op.onnx_type == "Constant"
                                                      and not op.results[0].uses):
                 continue
@@ -160,6 +177,10 @@ class _Emitter:
                 for r in op.results:
                     self._new_tensor(r)
                 body_ops.append(op)
+        # a convolution fused into a residual add's kernel (fuse-residual-add) runs at the add's step
+        self.absorbed = {conv: op for op in body_ops if (conv := fused_conv(op)) is not None}
+        self.absorbing = {add: conv for conv, add in self.absorbed.items()}
+        body_ops = [op for op in body_ops if op not in self.absorbed]
         self.ret = ret
         self._find_edges(body_ops)
         self.body = [op for op in body_ops if op not in self.edge_ops]
@@ -205,6 +226,7 @@ class _Emitter:
     def _liveness(self) -> None:
         n = len(self.body)
         step = {op: k for k, op in enumerate(self.body)}
+        step.update({conv: step[add] for conv, add in self.absorbed.items() if add in step})
         live: dict[int, tuple[int, int]] = {}
         for t in self.body_in:
             live[t.index] = (-1, -1)
@@ -245,17 +267,20 @@ class _Emitter:
                 self.out_copy[j] = _Group([pseudo], ("out", j), t.nbytes)
         self.alias_ops: set = set()
         for k, op in enumerate(self.body):
-            if isinstance(op, q.ReshapeOp) or _identity_clamp(op):
+            if isinstance(op, q.ReshapeOp) or _identity_clamp(op) or getattr(op, "onnx_type", "") in VIEW_OPS:
                 gx, gy = self.g(op.operands[0]), self.g(op.results[0])
                 if gx is not gy and (gx.fixed is None or gy.fixed is None):
                     self._merge(gx, gy)
                     self.alias_ops.add(op)
-            elif isinstance(op, _INPLACE):
+            elif (isinstance(op, _INPLACE) or getattr(op, "onnx_type", "") in INPLACE_OPS) \
+                    and op not in self.absorbing:
                 y = self.tensor(op.results[0])
                 gy = self.g(op.results[0])
                 if len(gy.members) != 1 or (gy.fixed is not None and gy.fixed[0] != "out"):
                     continue
                 for v in op.operands:
+                    if v not in self.tensors:  # an absent operand, a compile-time constant
+                        continue
                     x = self.tensor(v)
                     gx = self.g(v)
                     if (x.shape == y.shape and x.dtype.itemsize == y.dtype.itemsize and gx.fixed is None
@@ -285,7 +310,9 @@ class _Emitter:
         fn = f"{prefix}_{kind}"
         if op in self.alias_ops:
             return fn, None
-        groups = [id(self.g(v)) for v in (*op.operands, *op.results) if v in self.tensors]
+        conv = self.absorbing.get(op)
+        vals = (*op.operands, *op.results, *(conv.operands if conv is not None else ()))
+        groups = [id(self.g(v)) for v in vals if v in self.tensors]
         restrict = "restrict " if len(groups) == len(set(groups)) else ""
         ctx = Ctx(fn, restrict, self.tensor, self.opset)
         kern = generate(ctx, op)
@@ -385,6 +412,16 @@ class _Emitter:
 #else
 #define QCC_ALIGNED
 #endif
+
+/* Profiling hook between kernel steps: nothing unless built with -DQCC_PROFILE,
+   which calls qcc_profile_point(step) (defined by the harness) before each step
+   and once after the last. */
+#ifdef QCC_PROFILE
+void qcc_profile_point(int step);
+#define QCC_PROFILE_POINT(step) qcc_profile_point(step)
+#else
+#define QCC_PROFILE_POINT(step) ((void)0)
+#endif
 {self._arena_decl()}
 /* ---- constants ---- */
 """)
@@ -402,8 +439,11 @@ class _Emitter:
             lines.append(f"    (void)in{i};")
         for j in range(len(self.body_out)):
             lines.append(f"    (void)out{j};")
+        if not self.separate_buffers:
+            lines.append("    (void)qcc_arena;")  # unused when every op reads and writes the caller's buffers
         for k, (op, fn, kern) in enumerate(self.kernels):
             lines.append(f"    /* step {k}: {op.name}{self._named(op)} */")
+            lines.append(f"    QCC_PROFILE_POINT({k});")
             if kern is None:
                 lines.append("    /* a view of its operand's buffer: nothing to do */")
             else:
@@ -411,15 +451,17 @@ class _Emitter:
         for j, g in self.out_copy.items():
             src = self.ref(self.body_out[j], const=True)
             lines.append(f"    memcpy(out{j}, {src}, {self.body_out[j].nbytes});")
+        lines.append(f"    QCC_PROFILE_POINT({len(self.kernels)});")
         lines.append("}\n")
         body_text = "\n".join(lines)
         wrappers = self._wrappers()
         text = "\n".join(code_parts) + "\n" + body_text + "\n" + wrappers
         consts = []
         code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # names in comments do not count as uses
+        used = set(re.findall(r"\b\w+\b", code))  # one pass: weight tables make the text long
         self.weight_bytes = 0
         for sym, decl in self.const_text.items():
-            if re.search(rf"\b{re.escape(sym)}\b", code):
+            if sym in used:
                 self.weight_bytes += self.const_bytes[sym]
                 consts.append(f"/* {self._comments.get(sym, self._comments.get(sym[:-2], ''))} */\n{decl}")
         out.append("\n".join(consts))
@@ -563,19 +605,23 @@ extern "C" {{
 """
 
     def _makefile(self) -> str:
+        from .targets import makefile_vars
+
         libs = "-lm" if self.needs_libm else ""
+        mk = makefile_vars(self.target)
         return f"""\
-# Generated by qcc: builds the model into libmodel.a.
-# Link your program with: $(CC) main.c libmodel.a {libs}
-CC ?= cc
-AR ?= ar
+# Generated by qcc: builds the model into libmodel.a for --target {self.target}.
+# Link your program with: $(CC) $(TARGET_FLAGS) main.c libmodel.a {libs}
+CC = {mk["CC"]}
+AR = {mk["AR"]}
+TARGET_FLAGS = {mk["TARGET_FLAGS"]}
 CFLAGS ?= -std=c99 -O2 -Wall -Wextra
 LDLIBS = {libs}
 
 all: libmodel.a
 
 model.o: model.c model.h
-\t$(CC) $(CFLAGS) -c model.c -o model.o
+\t$(CC) $(TARGET_FLAGS) $(CFLAGS) -c model.c -o model.o
 
 libmodel.a: model.o
 \t$(AR) rcs $@ model.o
@@ -585,4 +631,3 @@ clean:
 
 .PHONY: all clean
 """
-

@@ -328,19 +328,40 @@ def _conv_geom(c: Ctx, op) -> _Conv:
 
 
 def conv_path(g: _Conv) -> str:
-    """How to loop. "taps": one input channel per output (depthwise, or a single
-    input channel): each output row accumulates its few taps in registers, with
-    the border (where taps fall into padding) split off. "im2col": gather every
-    output position's patch into a contiguous row, then one contiguous dot
-    product per output (reduction innermost) - when the patch is long and shared
-    by several output channels. "planes": per weight, one pass over the output
-    rows it touches (long contiguous inner loops for pointwise convolutions)."""
+    """How to loop. "gemm" (8-bit codes, 32-bit accumulators, at least two input
+    channels per group): gather blocks of output positions' patches as unsigned
+    bytes (code + 128, K padded to a multiple of 16) and take several output
+    channels' dot products per patch, so that the reduction is contiguous and
+    gcc vectorises it (VNNI/pmaddwd). "dw" (the same codes, one input channel per
+    output): the input plane is copied once into a zero-point-padded scratch
+    plane, then every output sums its taps without a bounds check, weights in
+    registers. Other codes (16-bit, 64-bit accumulators) take the portable
+    paths: "taps" (one input channel per output; the border split off),
+    "im2col" (patch rows, one dot product per output) or "planes" (per weight,
+    one pass over the output rows it touches)."""
     if g.Cg == 1 and g.KH * g.KW <= 49:
-        return "taps"
+        return "dw" if _codes8(g) else "taps"
+    if _codes8(g):
+        return "gemm"
     if g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad:  # pointwise: the patch is a strided channel column
         return "im2col" if g.OH * g.OW <= 16 and g.Mg > 1 else "planes"
     # unpadded rows that are long enough vectorise well as planes (measured on the digit models)
     return "im2col" if g.Mg > 1 and g.K >= 16 and (not g.no_pad or g.OW <= 8) else "planes"
+
+
+def _codes8(g: _Conv) -> bool:
+    """8-bit (or narrower) activation codes, weights within int8, 32-bit
+    accumulators, and a proof that the biased unsigned form (code + 128) keeps
+    every partial sum within int32: the fast paths apply."""
+    return (g.acc_bits == 32 and g.x.dtype == np.int8 and g.y.dtype.itemsize <= 2
+            and _u8_sums_fit(g.wv, g.bias, int(g.x.qp.zero_point[0])))
+
+
+def _u8_sums_fit(wv: np.ndarray, bias: np.ndarray, zx: int) -> bool:
+    if wv.size == 0 or np.abs(wv).max() > 127:
+        return False
+    folded = bias - (zx + 128) * wv.sum(axis=1)
+    return int((255 * np.abs(wv).sum(axis=1) + np.abs(folded)).max()) < (1 << 31) - 1
 
 
 def _table(name: str, ct: str, vals: np.ndarray) -> tuple[str, str]:
@@ -352,6 +373,14 @@ def _table(name: str, ct: str, vals: np.ndarray) -> tuple[str, str]:
 
 @_gen(q.ConvOp)
 def _conv(c: Ctx, op) -> Kernel:
+    return _conv_kernel(c, op)
+
+
+def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
+    """The convolution `op`; with `add` (a quant.add marked by fuse-residual-add),
+    the add runs in the epilogue: each output code of the convolution goes
+    straight into the add's arithmetic with the other operand's code at the
+    same index, and only the add's result is written."""
     g = _conv_geom(c, op)
     x, y = g.x, g.y
     acc_t = "int32_t" if g.acc_bits == 32 else "int64_t"
@@ -359,17 +388,38 @@ def _conv(c: Ctx, op) -> Kernel:
     zx, zy = x.qp.zero_point[0], y.qp.zero_point[0]
     lo, hi = _clamp_bounds(op)
     decl, m0, sh = _multiplier_tables(x.qp.scale[0] * np.asarray(g.w.qp.scale) / y.qp.scale[0], g.M, g.acc_bits)
+
+    def outf(acc: str) -> str:
+        code = f"qcc_clamp({req}({acc}, {m0}, {sh}) + {lit(zy)}, {lit(lo)}, {lit(hi)})"
+        if add is None:
+            return f"ym[j] = ({ctype(y.dtype)}){code};"
+        return f"{{\n    const int32_t cq_ = {code};\n{_indent(_add_codes(c, add, g.y, 'cq_', 'res[ym - y + j]'), 4)}\n}}"
+
+    if add is not None:
+        g.y = c.t(add.results[0])
     path = conv_path(g)
     if path == "taps" and g.Cg != 1:
         path = "planes"
+    if path in ("gemm", "pix", "dw") and not _codes8(g):
+        path = "taps" if g.Cg == 1 and path == "dw" else "planes"
+    if path == "dw" and g.Cg != 1:
+        path = "gemm"
+    if path == "gemm" and g.K <= PIX_K_MAX and g.OH * g.OW >= PIX_MIN_POSITIONS:
+        path = "pix"
+    c.inp("x", x)
+    if add is not None:
+        c.inp("res", c.t(add.operands[1 - _epilogue_of(add)]))
+    c.out("y", g.y), c.scratch("scratch", "qcc_u8")
+    if path in ("gemm", "pix", "dw"):
+        body, scratch = {"gemm": _conv_gemm_body, "pix": _conv_pix_body, "dw": _conv_dw_body}[path](g, outf("ab[j]"))
+        return c.kernel(_indent(decl + body, 4), scratch=scratch)
     # Where every tap that is summed holds a real code (no padding), or padding is
     # materialised as zx (im2col), -zx * sum(w) folds into the initial value and the
     # inner loop is a plain multiply-accumulate. Every partial sum is then the
     # accumulator of some valid input (code 0 at the taps not yet summed), so the
     # accumulator proof bounds it as well.
     folded = g.bias - zx * g.wv.sum(axis=1)
-    out = f"ym[j] = ({ctype(y.dtype)})qcc_clamp({req}(acc, {m0}, {sh}) + {lit(zy)}, {lit(lo)}, {lit(hi)});"
-    c.inp("x", x), c.out("y", y), c.scratch("scratch", "qcc_u8")
+    out = outf("acc")
     if path == "im2col":
         d, init_expr = _table("B0", acc_t, folded)
         body, scratch = _conv_im2col_body(g, init_expr, out)
@@ -383,6 +433,314 @@ def _conv(c: Ctx, op) -> Kernel:
         body, scratch = _conv_planes_body(g, acc_t, init_expr, out, g.no_pad)
     decl += d
     return c.kernel(_indent(f"#define ACC {acc_t}\n{decl}{body}\n#undef ACC", 4), scratch=scratch)
+
+
+def _epilogue_of(add) -> int:
+    from qcc.passes.fuse_residual_add import fused_conv_operand
+
+    return fused_conv_operand(add)
+
+
+def fused_conv(add):
+    """The quant.conv that `add` runs in the epilogue of (fuse-residual-add), or None."""
+    if not isinstance(add, q.AddOp):
+        return None
+    i = _epilogue_of(add)
+    if i is None or i not in (0, 1):
+        return None
+    conv = add.operands[i].owner
+    if not isinstance(conv, q.ConvOp) or len(list(add.operands[i].uses)) != 1:
+        raise QccError(f"{_where(add)}: qcc.epilogue_of names operand {i}, which is not a single-use quant.conv")
+    return conv
+
+
+def _add_codes(c: Ctx, op, y: Tensor, conv_code: str, res_code: str) -> str:
+    """The statement writing ym[j] of the fused add from the convolution's output
+    code (a C expression) and the other operand's code."""
+    i = _epilogue_of(op)
+    a, b = (c.t(v) for v in op.operands)
+    codes = [conv_code, res_code] if i == 0 else [res_code, conv_code]
+    p = nx.add_params(a.qp, b.qp, y.qp)
+    lo, hi = _clamp_bounds(op)
+    lsh = lit(1 << p["left_shift"])
+    return (f"const int64_t qa_ = qcc_requant32(((int64_t){codes[0]} - {lit(a.qp.zero_point[0])}) * {lsh}, "
+            f"{lit(p['m_a'])}, {p['s_a']});\n"
+            f"const int64_t qb_ = qcc_requant32(((int64_t){codes[1]} - {lit(b.qp.zero_point[0])}) * {lsh}, "
+            f"{lit(p['m_b'])}, {p['s_b']});\n"
+            f"ym[j] = ({ctype(y.dtype)})qcc_clamp(qcc_requant32(qa_ + qb_, {lit(p['m_y'])}, {p['s_y']}) + "
+            f"{lit(y.qp.zero_point[0])}, {lit(lo)}, {lit(hi)});")
+
+
+GEMM_MB = 4  # output channels per pass over a patch (four accumulators in registers)
+GEMM_COL_BYTES = 16384  # patch rows gathered per block
+
+
+def _kpad(k: int) -> int:
+    """Patch length rounded up to 16 bytes: whole vectors, no remainder loop."""
+    return max(16, -(-k // 16) * 16)
+
+
+def _gemm_tables(wv: np.ndarray, folded: np.ndarray, G: int, Mg: int, K: int, Kp: int, bits: int) -> str:
+    """Weights re-laid out as the dot products read them: per group, Mg rounded up
+    to GEMM_MB rows of Kp codes (zero-padded), int8 or packed 2/4-bit; BF the
+    folded initial accumulators in the same row order."""
+    Mgp = -(-Mg // GEMM_MB) * GEMM_MB
+    table = np.zeros((G, Mgp, Kp), np.int64)
+    table[:, :Mg, :K] = wv.reshape(G, Mg, K)
+    bf = np.zeros((G, Mgp), np.int64)
+    bf[:, :Mg] = folded.reshape(G, Mg)
+    if bits in (2, 4):
+        decl = array("WP", "uint8_t", nx.pack(table, bits), 24, hexa=True)
+    else:
+        decl = array("W8", "int8_t", table.reshape(-1), 24)
+    return decl + array("BF", "int32_t", bf.reshape(-1), 10)
+
+
+def _gemm_core(*, G_index: str, Mg: int, Kp: int, nmax: int, bits: int, wbuf: bool, y_row: str, store: str) -> str:
+    """For the `n` gathered patch rows in `col`: GEMM_MB output channels at a time,
+    their dot products with each row (contiguous, vectorised), into `acc`; then
+    per channel the requantization epilogue over the rows (`store`, writing
+    `ym[j]`, `ym` set from `y_row`)."""
+    Mgp = -(-Mg // GEMM_MB) * GEMM_MB
+    MB = GEMM_MB
+    if wbuf:
+        unpack = "qcc_unpack4" if bits == 4 else "qcc_unpack2"
+        wsetup = (f"for (int32_t k = 0; k < {MB * Kp}; k++) wb[k] = (int8_t){unpack}(WP, ({G_index} * {Mgp} + m0) "
+                  f"* {Kp} + k);\nconst int8_t *wr = wb;")
+    else:
+        wsetup = f"const int8_t *wr = W8 + ({G_index} * {Mgp} + m0) * {Kp};"
+    accs = ", ".join(f"a{i} = bf[{i}]" for i in range(MB))
+    macs = " ".join(f"a{i} += v * wr[{i * Kp} + k];" if i else "a0 += v * wr[k];" for i in range(MB))
+    saves = " ".join(f"acc[{i * nmax} + j] = a{i};" for i in range(MB))
+    return f"""\
+for (int32_t m0 = 0; m0 < {Mgp}; m0 += {MB}) {{
+    const int32_t *bf = BF + {G_index} * {Mgp} + m0;
+{_indent(wsetup, 4)}
+    for (int32_t j = 0; j < n; j++) {{
+        const qcc_u8 *cj = col + j * {Kp};
+        int32_t {accs};
+        for (int32_t k = 0; k < {Kp}; k++) {{
+            const int32_t v = cj[k];
+            {macs}
+        }}
+        {saves}
+    }}
+    for (int32_t i = 0; i < {MB} && m0 + i < {Mg}; i++) {{
+        const int32_t m = {G_index} * {Mg} + m0 + i;
+        const qcc_i32 *ab = acc + i * {nmax};
+        {y_row}
+        for (int32_t j = 0; j < n; j++) {store}
+    }}
+}}"""
+
+
+def _gemm_scratch(nmax: int, Kp: int, wbuf: bool) -> tuple[str, int]:
+    col_bytes = -(-nmax * Kp // 64) * 64
+    acc_bytes = GEMM_MB * nmax * 4
+    decl = (f"qcc_u8 *col = scratch;\nqcc_i32 *acc = (qcc_i32 *)(scratch + {col_bytes});\n"
+            + (f"int8_t *wb = (int8_t *)(scratch + {col_bytes + acc_bytes});\n" if wbuf else ""))
+    return decl, col_bytes + acc_bytes + (GEMM_MB * Kp if wbuf else 0)
+
+
+def _conv_gemm_body(g: _Conv, store: str) -> tuple[str, int]:
+    """Per group and block of output rows: gather every output position's patch
+    as unsigned bytes (code + 128; padding is the zero point's byte), then
+    `_gemm_core`. acc = (bias - (zx + 128) * sum(w)) + sum((x + 128) * w)."""
+    zx = int(g.x.qp.zero_point[0])
+    xt = atype(g.x.dtype)
+    K, Kp = g.K, _kpad(g.K)
+    bits = g.w.const_bits if g.w.const_bits in (2, 4) else 8
+    folded = g.bias - (zx + 128) * g.wv.sum(axis=1)
+    rb = max(1, min(g.OH, GEMM_COL_BYTES // max(g.OW * Kp, 1)))
+    nmax = rb * g.OW
+    sdecl, scratch = _gemm_scratch(nmax, Kp, bits != 8)
+    pointwise = g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad
+    if not g.no_pad:
+        fill = f"for (int32_t j = 0; j < n * {Kp}; j++) col[j] = {zx + 128};\n"
+    elif Kp > K:
+        fill = f"for (int32_t j = 0; j < n; j++)\n    for (int32_t k = {K}; k < {Kp}; k++) col[j * {Kp} + k] = 0;\n"
+    else:
+        fill = ""
+    if pointwise:
+        gather = f"""\
+{fill}for (int32_t ci = 0; ci < {g.Cg}; ci++) {{
+    const {xt} *xr = xg + ci * {g.H * g.W} + oh0 * {g.W};
+    for (int32_t j = 0; j < n; j++) col[j * {Kp} + ci] = (qcc_u8)(xr[j] + 128);
+}}"""
+    else:
+        gather = f"""\
+{fill}for (int32_t ci = 0; ci < {g.Cg}; ci++)
+for (int32_t kh = 0; kh < {g.KH}; kh++)
+for (int32_t kw = 0; kw < {g.KW}; kw++) {{
+    const int32_t t = (ci * {g.KH} + kh) * {g.KW} + kw;
+{_indent(_ow_bounds(g), 4)}
+    for (int32_t r = 0; r < rows; r++) {{
+        const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
+        const {xt} *xr;
+        qcc_u8 *cr = col + r * {g.OW * Kp} + t;
+        if (ih < 0 || ih >= {g.H}) continue;
+        xr = xg + ci * {g.H * g.W} + ih * {g.W};
+        for (int32_t ow = ow_lo; ow < ow_hi; ow++) cr[ow * {Kp}] = (qcc_u8)(xr[ow * {g.SW} + dw] + 128);
+    }}
+}}"""
+    core = _gemm_core(G_index="gi", Mg=g.Mg, Kp=Kp, nmax=nmax, bits=bits, wbuf=bits != 8,
+                      y_row=f"{atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {g.OH * g.OW} + oh0 * {g.OW};",
+                      store=store)
+    body = f"""\
+{_gemm_tables(g.wv, folded, g.G, g.Mg, K, Kp, bits)}{sdecl}for (int32_t b = 0; b < {g.N}; b++)
+for (int32_t gi = 0; gi < {g.G}; gi++) {{
+    const {xt} *xg = x + (b * {g.C} + gi * {g.Cg}) * {g.H * g.W};
+    for (int32_t oh0 = 0; oh0 < {g.OH}; oh0 += {rb}) {{
+        const int32_t rows = {g.OH} - oh0 < {rb} ? {g.OH} - oh0 : {rb};
+        const int32_t n = rows * {g.OW};
+{_indent(gather, 8)}
+{_indent(core, 8)}
+    }}
+}}"""
+    return body, scratch
+
+
+PIX_K_MAX = 64  # patches up to this long: vectorise along output positions instead
+PIX_MB = 4
+PIX_MIN_POSITIONS = 256  # fewer positions per channel: dot products along the patch are faster (measured)
+
+
+def _conv_pix_body(g: _Conv, store: str) -> tuple[str, int]:
+    """Short patches (K <= PIX_K_MAX): per group and block of output rows, the
+    patch taps are gathered tap-major (a pointwise convolution reads its input
+    rows in place), then PIX_MB output channels at a time accumulate
+    weight * row over all positions of the block, the inner loop along
+    positions (vectorised with no horizontal sums). Padding holds the zero
+    point, folded with it into the initial value: acc = (bias - zx * sum(w)) + sum(w * x)."""
+    zx = int(g.x.qp.zero_point[0])
+    xt = atype(g.x.dtype)
+    K, MB = g.K, PIX_MB
+    Mgp = -(-g.Mg // MB) * MB
+    pointwise = g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad
+    rb = max(1, min(g.OH, GEMM_COL_BYTES // max(g.OW * (1 if pointwise else K), 1)))
+    nmax = rb * g.OW
+    col_bytes = 0 if pointwise else -(-nmax * K // 64) * 64
+    table = np.zeros((g.G, Mgp, K), np.int64)
+    table[:, :g.Mg] = g.wv.reshape(g.G, g.Mg, K)
+    bf = np.zeros((g.G, Mgp), np.int64)
+    bf[:, :g.Mg] = (g.bias - zx * g.wv.sum(axis=1)).reshape(g.G, g.Mg)
+    decl = array("WT", "int8_t", table.reshape(-1), 24) + array("BF", "int32_t", bf.reshape(-1), 10)
+    if pointwise:
+        row = f"const {xt} *xr = xg + k * {g.H * g.W} + oh0 * {g.W};"
+        gather = ""
+    else:
+        row = f"const {xt} *xr = col + k * {nmax};"
+        fill = f"for (int32_t j = 0; j < {K} * {nmax}; j++) col[j] = {zx};\n" if not g.no_pad else ""
+        gather = f"""\
+{fill}for (int32_t ci = 0; ci < {g.Cg}; ci++)
+for (int32_t kh = 0; kh < {g.KH}; kh++)
+for (int32_t kw = 0; kw < {g.KW}; kw++) {{
+    const int32_t t = (ci * {g.KH} + kh) * {g.KW} + kw;
+{_indent(_ow_bounds(g), 4)}
+    for (int32_t r = 0; r < rows; r++) {{
+        const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
+        const {xt} *xs;
+        {xt} *cr = col + t * {nmax} + r * {g.OW};
+        if (ih < 0 || ih >= {g.H}) continue;
+        xs = xg + ci * {g.H * g.W} + ih * {g.W};
+        for (int32_t ow = ow_lo; ow < ow_hi; ow++) cr[ow] = xs[ow * {g.SW} + dw];
+    }}
+}}"""
+    inits = "\n".join(f"for (int32_t j = 0; j < n; j++) acc[{i * nmax} + j] = BF[gi * {Mgp} + m0 + {i}];"
+                      for i in range(MB))
+    wl = ", ".join(f"wk{i} = WT[(gi * {Mgp} + m0 + {i}) * {K} + k]" for i in range(MB))
+    macs = " ".join(f"acc[{i * nmax} + j] += wk{i} * v;" for i in range(MB))
+    body = f"""\
+{decl}{f"{xt} *col = ({xt} *)scratch;" if not pointwise else ""}
+qcc_i32 *acc = (qcc_i32 *)(scratch + {col_bytes});
+for (int32_t b = 0; b < {g.N}; b++)
+for (int32_t gi = 0; gi < {g.G}; gi++) {{
+    const {xt} *xg = x + (b * {g.C} + gi * {g.Cg}) * {g.H * g.W};
+    for (int32_t oh0 = 0; oh0 < {g.OH}; oh0 += {rb}) {{
+        const int32_t rows = {g.OH} - oh0 < {rb} ? {g.OH} - oh0 : {rb};
+        const int32_t n = rows * {g.OW};
+{_indent(gather, 8)}
+        for (int32_t m0 = 0; m0 < {Mgp}; m0 += {MB}) {{
+{_indent(inits, 12)}
+            for (int32_t k = 0; k < {K}; k++) {{
+                const int32_t {wl};
+                {row}
+                for (int32_t j = 0; j < n; j++) {{
+                    const int32_t v = xr[j];
+                    {macs}
+                }}
+            }}
+            for (int32_t i = 0; i < {MB} && m0 + i < {g.Mg}; i++) {{
+                const int32_t m = gi * {g.Mg} + m0 + i;
+                const qcc_i32 *ab = acc + i * {nmax};
+                {atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {g.OH * g.OW} + oh0 * {g.OW};
+                for (int32_t j = 0; j < n; j++) {store}
+            }}
+        }}
+    }}
+}}"""
+    return body, col_bytes + MB * nmax * 4
+
+
+DW_CB = 16  # channels per depthwise block: one vector of int32 accumulators
+
+
+def _conv_dw_body(g: _Conv, store: str) -> tuple[str, int]:
+    """One input channel per output, DW_CB output channels at a time: their
+    input planes are interleaved channel-innermost into a scratch plane
+    bordered with the zero point, so every output position sums all KH*KW taps
+    without a bounds check and each tap is one vector operation across the
+    block's channels: acc = (bias - zx * sum(w)) + sum(w * x). Weights are
+    re-laid out [block][tap][channel] at compile time."""
+    zx = int(g.x.qp.zero_point[0])
+    xt = atype(g.x.dtype)
+    KT, CB = g.KH * g.KW, DW_CB
+    nblk = -(-g.M // CB)
+    Hp = max(g.PT + g.H, (g.OH - 1) * g.SH + (g.KH - 1) * g.DH + 1)
+    Wp = max(g.PL + g.W, (g.OW - 1) * g.SW + (g.KW - 1) * g.DW + 1)
+    wd = np.zeros((nblk * CB, KT), np.int64)
+    wd[:g.M] = g.wv
+    wd = wd.reshape(nblk, CB, KT).transpose(0, 2, 1)
+    bf = np.zeros(nblk * CB, np.int64)
+    bf[:g.M] = g.bias - zx * g.wv.sum(axis=1)
+    plane = -(-Hp * Wp * CB // 64) * 64
+    P = g.OH * g.OW
+    decl = array("WD", "int8_t", wd.reshape(-1), 16) + array("BF", "int32_t", bf, 10)
+    body = f"""\
+{decl}{xt} *xp = ({xt} *)scratch;
+qcc_i32 *acc = (qcc_i32 *)(scratch + {plane});
+for (int32_t b = 0; b < {g.N}; b++)
+for (int32_t blk = 0; blk < {nblk}; blk++) {{
+    const int32_t nc = {g.M} - blk * {CB} < {CB} ? {g.M} - blk * {CB} : {CB};
+    for (int32_t i = 0; i < {Hp * Wp * CB}; i++) xp[i] = {zx};
+    for (int32_t c = 0; c < nc; c++) {{
+        const {xt} *xc = x + (b * {g.C} + (blk * {CB} + c) / {g.Mg}) * {g.H * g.W};
+        for (int32_t ih = 0; ih < {g.H}; ih++)
+        for (int32_t iw = 0; iw < {g.W}; iw++)
+            xp[((ih + {g.PT}) * {Wp} + iw + {g.PL}) * {CB} + c] = xc[ih * {g.W} + iw];
+    }}
+    for (int32_t oh = 0; oh < {g.OH}; oh++)
+    for (int32_t ow = 0; ow < {g.OW}; ow++) {{
+        int32_t a[{CB}];
+        for (int32_t c = 0; c < {CB}; c++) a[c] = BF[blk * {CB} + c];
+        for (int32_t kh = 0; kh < {g.KH}; kh++)
+        for (int32_t kw = 0; kw < {g.KW}; kw++) {{
+            const {xt} *xv = xp + ((oh * {g.SH} + kh * {g.DH}) * {Wp} + ow * {g.SW} + kw * {g.DW}) * {CB};
+            const int8_t *wv = WD + (blk * {KT} + kh * {g.KW} + kw) * {CB};
+            for (int32_t c = 0; c < {CB}; c++) a[c] += (int32_t)wv[c] * (int32_t)xv[c];
+        }}
+        for (int32_t c = 0; c < {CB}; c++) acc[(oh * {g.OW} + ow) * {CB} + c] = a[c];
+    }}
+    for (int32_t c = 0; c < nc; c++) {{
+        const int32_t m = blk * {CB} + c;
+        {atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {P};
+        for (int32_t j = 0; j < {P}; j++) {{
+            const int32_t aj = acc[j * {CB} + c];
+            {store.replace("ab[j]", "aj")}
+        }}
+    }}
+}}"""
+    return body, plane + P * CB * 4
 
 
 def _conv_taps_body(g: _Conv, fold_expr: str, bias_expr: str, out: str) -> tuple[str, int]:
@@ -594,7 +952,12 @@ def _fully_connected(c: Ctx, op) -> Kernel:
     zx, zy = x.qp.zero_point[0], y.qp.zero_point[0]
     lo, hi = _clamp_bounds(op)
     decl, m0, sh = _multiplier_tables(x.qp.scale[0] * np.asarray(w.qp.scale) / y.qp.scale[0], N, acc_bits)
-    d, init_expr = _table("B0", acc_t, np.broadcast_to(bias, (N,)) - zx * wv.sum(axis=1))  # no padding: fold zx
+    bias = np.broadcast_to(bias, (N,))
+    if acc_bits == 32 and x.dtype == np.int8 and y.dtype.itemsize <= 2 and _u8_sums_fit(wv, bias, int(zx)):
+        c.inp("x", x), c.out("y", y), c.scratch("scratch", "qcc_u8")
+        body, scratch = _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi)
+        return c.kernel(_indent(body, 4), scratch=scratch)
+    d, init_expr = _table("B0", acc_t, bias - zx * wv.sum(axis=1))  # no padding: fold zx
     decl += d
     c.inp("x", x), c.out("y", y)
     if w.const_bits == 4 and K % 2 == 0:  # two codes per byte, row starts on a byte
@@ -618,6 +981,31 @@ for (int32_t k = 0; k < {K // 2}; k++) {{
 }}
 #undef ACC"""
     return c.kernel(_indent(body, 4))
+
+
+def _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi) -> tuple[str, int]:
+    """Fully connected on 8-bit codes: blocks of input rows as unsigned bytes
+    (code + 128, padded to Kp), then `_gemm_core` (N output channels, one group)."""
+    Kp = _kpad(K)
+    bits = w.const_bits if w.const_bits in (2, 4) else 8
+    rb = max(1, min(rows, GEMM_COL_BYTES // Kp))
+    sdecl, scratch = _gemm_scratch(rb, Kp, bits != 8)
+    store = (f"ym[j * {N}] = ({ctype(y.dtype)})qcc_clamp(qcc_requant32(ab[j], {m0}, {sh}) + {lit(zy)}, "
+             f"{lit(lo)}, {lit(hi)});")
+    core = _gemm_core(G_index="0", Mg=N, Kp=Kp, nmax=rb, bits=bits, wbuf=bits != 8,
+                      y_row=f"{atype(y.dtype)} *ym = y + r0 * {N} + m;", store=store)
+    tail = f"\n    for (int32_t k = {K}; k < {Kp}; k++) col[j * {Kp} + k] = 0;" if Kp > K else ""
+    body = f"""\
+{decl}{_gemm_tables(wv, bias - (int(zx) + 128) * wv.sum(axis=1), 1, N, K, Kp, bits)}{sdecl}\
+for (int32_t r0 = 0; r0 < {rows}; r0 += {rb}) {{
+    const int32_t n = {rows} - r0 < {rb} ? {rows} - r0 : {rb};
+    for (int32_t j = 0; j < n; j++) {{
+        const {atype(x.dtype)} *xr = x + (r0 + j) * {K};
+        for (int32_t k = 0; k < {K}; k++) col[j * {Kp} + k] = (qcc_u8)(xr[k] + 128);{tail}
+    }}
+{_indent(core, 4)}
+}}"""
+    return body, scratch
 
 
 # ------------------------------------------------------------ elementwise
@@ -656,6 +1044,9 @@ def broadcast_loops(out_shape, operand_shapes, body: str) -> str:
 
 @_gen(q.AddOp)
 def _add(c: Ctx, op) -> Kernel:
+    conv = fused_conv(op)
+    if conv is not None:
+        return _conv_kernel(c, conv, add=op)
 
     a, b, y = (c.t(v) for v in (*op.operands, op.results[0]))
     p = nx.add_params(a.qp, b.qp, y.qp)
@@ -704,6 +1095,9 @@ def _lookup(c: Ctx, op) -> Kernel:
     x, y = c.t(op.operands[0]), c.t(op.results[0])
     table = op.attributes["table"].array
     c.inp("x", x), c.out("y", y)
+    if x.dtype == y.dtype == np.int8 and x.qp.qmin == -128 and len(table) == 256:
+        return c.kernel(_indent(array("TABLE", "int8_t", table, 16), 4) + "\n"
+                        f"    qcc_lookup_i8(TABLE, x, y, {y.size});")
     return c.kernel(_indent(array("TABLE", ctype(y.dtype), table, 16), 4) + "\n"
                     f"    for (int32_t i = 0; i < {y.size}; i++) y[i] = TABLE[x[i] - {lit(x.qp.qmin)}];")
 
@@ -983,3 +1377,79 @@ for (int32_t k = 0; k < {inner}; k++) {{
     for (int32_t j = 0; j < {n}; j++) y[base + j * {inner}] /= s;
 }}"""
     return c.kernel(_indent(body, 4), needs_libm=True)
+
+
+# ------------------------------------------------ squeeze-excite and integer softmax
+
+
+@_gen(q.ChannelScaleOp)
+def _channel_scale(c: Ctx, op) -> Kernel:
+    """quant.mul's arithmetic with the per-(sample, channel) factor loaded once per plane.
+    When sat32 provably never clips (|x - zp_x| |s - zp_s| 2^max(shift, 0) < 2^31), the
+    product stays int32 and SRDHM's INT32_MIN case cannot occur, so requantize32 is one
+    32x32->64 multiply (SMLAL on Cortex-M), >> 31 and RDBP in int32: the same integers
+    as qcc_requant32."""
+    x, s, y = (c.t(v) for v in (*op.operands, op.results[0]))
+    m0, sh = nx.quantize_multiplier(x.qp.scale[0] * s.qp.scale[0] / y.qp.scale[0])
+    lo, hi = _clamp_bounds(op)
+    planes, hw = math.prod(x.shape[:2]), math.prod(x.shape[2:])
+    zx, zy = lit(x.qp.zero_point[0]), lit(y.qp.zero_point[0])
+    c.inp("x", x), c.inp("s", s), c.out("y", y)
+    bound = nx.input_max_abs(x.qp) * nx.input_max_abs(s.qp) << max(sh, 0)
+    store = f"y[i] = ({ctype(y.dtype)})qcc_clamp(r + {zy}, {lit(lo)}, {lit(hi)});"
+    e = max(-sh, 0)
+    if bound + (1 << e) < nx.INT32_MAX:  # |h| <= |v| + 1: its rounding stays in int32 too
+        scaled = f"sv * {lit(1 << sh)}" if sh > 0 else "sv"
+        inner = (f"const int32_t v = ((int32_t)x[i] - {zx}) * f;\n"
+                 f"const int32_t h = (int32_t)qcc_asr((int64_t)v * {lit(m0)} + {lit(1 << 30)}, 31);\n"
+                 f"const int32_t r = {f'qcc_asr(h + {lit(1 << (e - 1))} - (h < 0), {e})' if e else 'h'};\n{store}")
+        head = f"    const int32_t f = {scaled};\n"
+    else:
+        inner = f"const int64_t r = qcc_requant32(((int64_t)x[i] - {zx}) * sv, {lit(m0)}, {sh});\n{store}"
+        head = ""
+    body = f"""\
+for (int32_t p = 0; p < {planes}; p++) {{
+    const int32_t sv = (int32_t)s[p] - {lit(s.qp.zero_point[0])};
+{head}    const int32_t base = p * {hw};
+    for (int32_t i = base; i < base + {hw}; i++) {{
+{_indent(inner, 8)}
+    }}
+}}"""
+    return c.kernel(_indent(body, 4))
+
+
+@_gen(q.SoftmaxOp)
+def _softmax_int(c: Ctx, op) -> Kernel:
+    """docs/numerics.md's integer softmax: exp by table, int32 sum, one reciprocal per row."""
+    x, y = c.t(op.operands[0]), c.t(op.results[0])
+    axis = int(op.attr("axis"))
+    outer, n, inner = math.prod(x.shape[:axis]), x.shape[axis], math.prod(x.shape[axis + 1:])
+    table = op.attributes["table"].array
+    k = q.SOFTMAX_RECIPROCAL_BITS
+    shift = k - y.qp.bits
+    c.inp("x", x), c.out("y", y)
+    body = f"""\
+for (int32_t o = 0; o < {outer}; o++)
+for (int32_t r = 0; r < {inner}; r++) {{
+    const int32_t base = o * {n * inner} + r;
+    int32_t mx = x[base], sum = 0;
+    for (int32_t j = 1; j < {n}; j++) if (x[base + j * {inner}] > mx) mx = x[base + j * {inner}];
+    for (int32_t j = 0; j < {n}; j++) sum += EXP[mx - x[base + j * {inner}]];
+    const int64_t recip = ((INT64_C(1) << {k}) + sum / 2) / sum;
+    for (int32_t j = 0; j < {n}; j++) {{
+        const int64_t e = EXP[mx - x[base + j * {inner}]];
+        y[base + j * {inner}] = ({ctype(y.dtype)})qcc_clamp({lit(y.qp.zero_point[0])} + ((e * recip + {lit(1 << (shift - 1))}) >> {shift}), {lit(y.qp.qmin)}, {lit(y.qp.qmax)});
+    }}
+}}"""
+    return c.kernel(_indent(array("EXP", "int32_t", table, 8), 4) + "\n" + _indent(body, 4))
+
+
+@_gen("Swish")
+def _swish(c: Ctx, op) -> Kernel:
+    """Float Swish / SiLU (what recognize-activations makes of x * sigmoid(x)) when it stays
+    float: x * 1 / (1 + exp(-alpha x)), qcc.float_kernels' float32 steps (libm's expf)."""
+    alpha = float(op.onnx_attrs().get("alpha", 1.0))
+    scaled = f"v * {f32lit(alpha)}" if alpha != 1.0 else "v"
+    k = _float_unary(c, op, f"t = {scaled};\nt = expf(-t);\nt = t + 1.0f;\nt = 1.0f / t;\nt = v * t;")
+    k.needs_libm = True
+    return k

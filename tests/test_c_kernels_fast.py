@@ -1,0 +1,211 @@
+"""The fast C kernel paths (qcc.backends.c.kernels: "gemm", "pix", "dw", the fully
+connected gemm, the vectorised lookup) and the residual add fused into a
+convolution's epilogue, bit for bit against the integer interpreter.
+
+Random 8-bit (and 4-bit-range) convolutions of every kind - pointwise, regular,
+strided, dilated, padded, grouped, depthwise with a channel multiplier, 2/4/8-bit
+weights, shapes large enough for several row blocks - are forced through each
+path; the generated text is checked to be that path's. The same models also
+build with -O3 -march=native, where gcc vectorises the dot products (VNNI on
+this class of host) and the lookup takes its AVX-512 VBMI form.
+
+Without gcc the tests skip, except under CI=true, where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from test_c_backend import QP, Case, check_c_against_interpreter, fc_case, module_of, op_of, qconst, random_inputs
+
+from qcc import numerics as nx
+from qcc.backends.c import emit_model
+from qcc.backends.c import kernels as ck
+from qcc.backends.c.run import CFLAGS, compiler
+from qcc.dialects import quant as q
+from qcc.float_kernels import _conv_geometry
+from qcc.passes.fuse_residual_add import EPILOGUE_OF, FuseResidualAddPass
+
+# the marker each path leaves in its kernel: re-laid-out weight tables
+MARKERS = {"gemm": ("static const int8_t W8[", "static const uint8_t WP["), "pix": ("static const int8_t WT[",),
+           "dw": ("static const int8_t WD[",)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def gcc():
+    if compiler() is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but no gcc on PATH (or $CC): the C backend must be tested in CI")
+        pytest.skip("no gcc on PATH (or $CC): the C backend tests need a host C compiler")
+
+
+def conv8(rng, i: int, depthwise: bool, big: bool = False) -> tuple[Case, None]:
+    """A random convolution on 8-bit-storage codes with 32-bit accumulators."""
+    nd = 1 + (i % 5 != 0)
+    if depthwise:
+        group, cg, mg = int(rng.integers(1, 40)), 1, int(rng.integers(1, 3))
+    else:
+        group, cg, mg = [1, 1, 2][i % 3], int(rng.integers(1, 40)), int(rng.integers(1, 11))
+    ks = [int(rng.integers(1, 6)) for _ in range(nd)]
+    strides = [int(rng.integers(1, 3)) for _ in range(nd)]
+    dils = [int(rng.integers(1, 3)) if i % 4 == 1 else 1 for _ in range(nd)]
+    lo_sp = 20 if big else 3
+    sp = [max(int(rng.integers(lo_sp, lo_sp + 12)), (k - 1) * d + 1) for k, d in zip(ks, dils)]
+    pads = [int(rng.integers(0, k)) for k in ks] * 2 if i % 3 else [0] * (2 * nd)
+    x_bits = [8, 8, 4][i % 3]
+    w_bits = [8, 4, 8, 2][i % 4]
+    C, M = group * cg, group * mg
+    x_qp = QP(x_bits, 0.05, int(rng.integers(*nx.qrange(x_bits))) // 2)
+    y_qp = QP(8, 0.3, int(rng.integers(-100, 100)))
+    wmax = nx.qrange(w_bits, narrow=True)[1]
+    w = rng.integers(-wmax, wmax + 1, size=(M, cg, *ks))
+    sw = rng.uniform(0.002, 0.05, size=M)
+    b = rng.integers(-20000, 20000, size=M)
+    attrs = dict(strides=strides, dilations=dils, group=group, kernel_shape=ks, pads=pads)
+    if i % 4 == 2:
+        attrs.update(act_min=y_qp.qmin // 2, act_max=y_qp.qmax // 3)
+    st, dl, pb, pe = _conv_geometry(attrs, np.zeros((1, C, *sp)), w)
+    out = [(sp[d] + pb[d] + pe[d] - ((ks[d] - 1) * dl[d] + 1)) // st[d] + 1 for d in range(nd)]
+
+    def make(qv):
+        cw = qconst(w, QP(w_bits, sw, [0] * M, axis=0))
+        cb = qconst(b, QP(32, 0.05 * sw, [0] * M, axis=0))
+        return [cw, cb, op_of(q.ConvOp, [qv[0], cw.results[0], cb.results[0]], q.qtensor(y_qp, (1, M, *out)),
+                              acc_bits=32, **attrs)]
+
+    return Case(f"conv{i} g={group} cg={cg} mg={mg} k={ks} s={strides} d={dils} pads={pads} sp={sp} "
+                f"x{x_bits} w{w_bits}", [(x_qp, (1, C, *sp))], make), None
+
+
+def _kernel_texts(module) -> str:
+    return emit_model(module).files["model.c"]
+
+
+@pytest.mark.parametrize("path", ["gemm", "pix", "dw"])
+def test_fast_conv_paths_are_bit_exact(path, tmp_path, monkeypatch):
+    monkeypatch.setattr(ck, "conv_path", lambda g: path)
+    rng = np.random.default_rng({"gemm": 11, "pix": 12, "dw": 13}[path])
+    cases = [conv8(rng, i, depthwise=(path == "dw") or i % 5 == 4, big=i < 2)[0] for i in range(14)]
+    module = module_of(cases)
+    text = _kernel_texts(module)
+    marks = [m for m in MARKERS[path] if m in text]
+    assert marks, f"no kernel took the {path} path"
+    if path == "gemm":
+        assert "static const uint8_t WP[" in text, "the packed sub-byte gemm form was not exercised"
+    check_c_against_interpreter(module, random_inputs(cases, 2, rng), tmp_path / "o2")
+    check_c_against_interpreter(module, random_inputs(cases, 2, rng), tmp_path / "native",
+                                cflags=(*CFLAGS, "-O3", "-march=native"))
+
+
+def test_automatic_path_choice_uses_the_fast_paths_for_8_bit_codes():
+    rng = np.random.default_rng(5)
+    seen = set()
+    for i in range(12):
+        case = conv8(rng, i, depthwise=i % 2 == 0, big=True)[0]
+        text = _kernel_texts(module_of([case]))
+        seen |= {p for p, ms in MARKERS.items() if any(m in text for m in ms)}
+    assert seen == {"gemm", "pix", "dw"}
+
+
+def test_fully_connected_gemm_is_bit_exact(tmp_path):
+    rng = np.random.default_rng(3)
+    cases = [fc_case(rng, i) for i in range(12)]
+    for i, (k, n, lead) in enumerate([(512, 128, ()), (600, 37, (5,)), (9, 3, (2,))]):
+        w = rng.integers(-127, 128, size=(n, k))
+        sw = rng.uniform(0.001, 0.01, size=n)
+        b = rng.integers(-(1 << 16), 1 << 16, size=n)
+        x_qp, y_qp = QP(8, 0.03, -17), QP(8, 0.5, 9)
+
+        def make(qv, w=w, sw=sw, b=b, n=n, lead=lead, y_qp=y_qp):
+            cw, cb = qconst(w, QP(8, sw, [0] * n, axis=0)), qconst(b, QP(32, 0.03 * sw, [0] * n, axis=0))
+            return [cw, cb, op_of(q.FullyConnectedOp, [qv[0], cw.results[0], cb.results[0]],
+                                  q.qtensor(y_qp, (1, *lead, n)), acc_bits=32)]
+
+        cases.append(Case(f"fc big {i}", [(x_qp, (1, *lead, k))], make))
+    module = module_of(cases)
+    assert "static const int8_t W8[" in _kernel_texts(module)
+    check_c_against_interpreter(module, random_inputs(cases, 2, rng), tmp_path / "o2")
+    check_c_against_interpreter(module, random_inputs(cases, 2, rng), tmp_path / "native",
+                                cflags=(*CFLAGS, "-O3", "-march=native"))
+
+
+def test_lookup_on_8_bit_codes_is_bit_exact_vectorised(tmp_path):
+    x, y = QP(8, 0.1, 3), QP(8, 0.05, -4)
+    xs = nx.dequantize(np.arange(-128, 128), x).astype(np.float64)
+    table = nx.quantize(np.tanh(xs), y)
+    from qcc.dialects.onnx import py_attr
+
+    cases = [Case(f"lookup {n}", [(x, (1, n))],
+                  lambda qv, n=n: [q.LookupOp(qv, [q.qtensor(y, (1, n))], {"table": py_attr(table)})])
+             for n in (1, 63, 64, 200, 1000)]
+    module = module_of(cases)
+    assert "qcc_lookup_i8(" in _kernel_texts(module)
+    rng = np.random.default_rng(0)
+    check_c_against_interpreter(module, random_inputs(cases, 3, rng), tmp_path / "o2")
+    check_c_against_interpreter(module, random_inputs(cases, 3, rng), tmp_path / "native",
+                                cflags=(*CFLAGS, "-O3", "-march=native"))
+
+
+def residual_case(rng, i: int, path_bits: int) -> Case:
+    """y = add(conv(x), r) or add(r, conv(x)), r a second input of the conv's output shape."""
+    conv_case, _ = conv8(rng, i, depthwise=i % 3 == 0)
+    xq, xshape = conv_case.inputs[0]
+    made = conv_case.make
+    r_qp = QP(path_bits, 0.07 if path_bits == 8 else 0.001, 5 if path_bits == 8 else 0)
+    y_qp = QP(8, 0.25, -3)
+
+    def make(qv):
+        ops = made([qv[0]])
+        c = ops[-1].results[0]
+        shape = tuple(c.type.get_shape())
+        if tuple(qv[1].type.get_shape()) != shape:
+            raise AssertionError("residual shape mismatch")
+        args = [c, qv[1]] if i % 2 == 0 else [qv[1], c]
+        attrs = dict(act_min=-60, act_max=90) if i % 4 == 1 else {}
+        return ops + [op_of(q.AddOp, args, q.qtensor(y_qp, shape), **attrs)]
+
+    shape = _result_shape(conv_case)  # the residual input has the conv's result shape
+    return Case(f"residual {conv_case.name} r{path_bits}", [(xq, xshape), (r_qp, shape)], make)
+
+
+def _result_shape(case: Case) -> tuple:
+    m = module_of([case])
+    from qcc.interpreter import main_func
+
+    for op in main_func(m).body.block.ops:
+        if isinstance(op, q.ConvOp):
+            return tuple(op.results[0].type.get_shape())
+    raise AssertionError("no conv")
+
+
+@pytest.mark.parametrize("path", ["auto", "planes", "taps", "im2col"])
+def test_residual_add_fused_into_the_conv_epilogue(path, tmp_path, monkeypatch):
+    if path != "auto":
+        monkeypatch.setattr(ck, "conv_path", lambda g: path)
+    rng = np.random.default_rng(21)
+    cases = [residual_case(rng, i, 8 if i % 5 else 16) for i in range(10)]
+    module = module_of(cases)
+    from xdsl.context import Context
+
+    FuseResidualAddPass().apply(Context(), module)
+    module.verify()
+    fused = [op for op in module.walk() if isinstance(op, q.AddOp) and EPILOGUE_OF in op.attributes]
+    assert len(fused) == len(cases)
+    text = _kernel_texts(module)
+    # the convolutions run inside the adds' kernels: no conv kernel, no buffer for their results
+    assert "_conv(" not in text and text.count("cq_ =") >= len(cases)
+    check_c_against_interpreter(module, random_inputs(cases, 2, rng), tmp_path / "o2")
+
+
+def test_fused_residual_add_saves_the_intermediate_buffer():
+    rng = np.random.default_rng(2)
+    cases = [residual_case(rng, 3, 8)]
+    plain = emit_model(module_of(cases))
+    module = module_of(cases)
+    from xdsl.context import Context
+
+    FuseResidualAddPass().apply(Context(), module)
+    fused = emit_model(module)
+    assert fused.naive_bytes < plain.naive_bytes
