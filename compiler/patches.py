@@ -46,6 +46,13 @@ class PatchRunner:
         self.step_of = {st[0]: st for st in plan.steps}
         self._kernels: dict[tuple, Callable] = {}
         self.windows = {op: g.wins[op] for op in self.stage if op in g.wins}
+        from qcc.patch_precision import PRECISION_ATTR
+
+        # value-driven precision (qcc.patch_precision): op -> (zero point, bits, outlier threshold)
+        self.low = {op: (q.qparams_of(op.results[0].type).zero_point[0], *rf.attr_of(op, PRECISION_ATTR))
+                    for op in self.stage if PRECISION_ATTR in op.attributes}
+        self.observer: Callable | None = None  # (op, 8-bit tile, i, j), for calibration
+        self.outlier_tiles = {op: [0, 0] for op in self.low}  # op -> [outlier tiles, tiles] seen
 
     # ------------------------------------------------------------ per op
     def _window_kernel(self, op: Operation, pads: tuple[int, int, int, int]) -> Callable:
@@ -115,6 +122,16 @@ class PatchRunner:
                 out = self._window_kernel(op, pads)(vals)
             out = np.asarray(out)
             assert out.shape[2:] == (h1 - h0, w1 - w0), (op.name, out.shape, (h1 - h0, w1 - w0))
+            if self.observer is not None:
+                self.observer(op, out, i, j)
+            low = self.low.get(op)
+            if low is not None:
+                from qcc.patch_precision import snap
+
+                out, outlier = snap(out, *low)
+                seen = self.outlier_tiles[op]
+                seen[0] += int(outlier.sum())
+                seen[1] += len(outlier)
             tiles[r] = (out, h0, w0)
         y = tiles[self.split_op.results[0]]
         return y[0], (y[1], y[2])

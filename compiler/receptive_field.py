@@ -277,6 +277,7 @@ class Analysis:
     stage_macs: int = 0  # layer by layer
     patch_macs: int = 0  # patch by patch, halos included
     tile_bytes: dict[SSAValue, int] = field(default_factory=dict)  # the largest tile of each stage value
+    tile_macs: dict[Operation, int] = field(default_factory=dict)  # per stage op, summed over the patches
 
     @property
     def split_value(self) -> SSAValue:
@@ -332,7 +333,8 @@ def analyze(g: Graph, split: int, grid: tuple[int, int]) -> Analysis:
         m = g.macs[op]
         per_pixel = m // max(1, ys[2] * ys[3])
         a.stage_macs += m
-        a.patch_macs += per_pixel * int((reg[0][1] - reg[0][0]).sum()) * int((reg[1][1] - reg[1][0]).sum())
+        a.tile_macs[op] = per_pixel * int((reg[0][1] - reg[0][0]).sum()) * int((reg[1][1] - reg[1][0]).sum())
+        a.patch_macs += a.tile_macs[op]
         if op_kind(op) == "pointwise":
             for v in op.operands:
                 need(v, reg)

@@ -24,6 +24,7 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import Operation
+from xdsl.utils.exceptions import VerifyException
 from xdsl.passes import ModulePass
 from xdsl.pattern_rewriter import (
     GreedyRewritePatternApplier,
@@ -79,7 +80,7 @@ class MergeRequantizeChain(RewritePattern):
         codes = np.arange(a.qmin, a.qmax + 1).astype(nx.storage_dtype(a.bits, a.signed))
         try:
             merged.verify()
-        except Exception:  # noqa: BLE001 - a ratio with no fixed-point form cannot merge
+        except VerifyException:  # a ratio with no fixed-point form cannot merge
             return
         two = int_kernels.prepare(op)([int_kernels.prepare(inner)([codes])])
         one = int_kernels.prepare(merged)([codes])

@@ -36,13 +36,11 @@ from xdsl.dialects.builtin import (
     FloatAttr,
     IndexType,
     IntegerAttr,
-    IntegerType,
     MemRefType,
     ModuleOp,
     StringAttr,
     TensorType,
     UnitAttr,
-    i1,
     i8,
     i16,
     i32,
@@ -60,6 +58,7 @@ from qcc.float_kernels import KERNELS, _conv_geometry, _pool_geometry
 from qcc.interpreter import main_func, module_opset
 
 INDEX = IndexType()
+BLOCK = 4  # output pixels per register block in convolution rows
 F32, F64 = Float32Type(), Float64Type()
 _INT = {np.dtype(np.int8): i8, np.dtype(np.int16): i16, np.dtype(np.int32): i32, np.dtype(np.uint8): i8,
         np.dtype(np.uint16): i16, np.dtype(np.uint32): i32, np.dtype(np.float32): F32}
@@ -606,10 +605,6 @@ def _clamp_bounds(op) -> tuple[int, int]:
     return op.attr("act_min", qp.qmin), op.attr("act_max", qp.qmax)
 
 
-def _channel_index(b: B, shape, axis, ivs):
-    return ivs[axis]
-
-
 # ------------------------------------------------------------------ edges
 
 
@@ -747,54 +742,89 @@ def _conv(lw: Lowering, b: B, op) -> None:
     lo, hi = _clamp_bounds(op)
     rq, acc_bits = _dot_setup(lw, op, M, x.qp.scale[0] * np.asarray(w.qp.scale) / y.qp.scale[0])
     acc_t = i32 if acc_bits == 32 else i64
-    bias, bsym = _bias_table(lw, op, M, w.const.astype(np.int64), zx, no_pad)
+    wv = w.const.astype(np.int64)
+    # interior outputs (every tap inside the input) start from bias - zx * sum(w) and add x * w;
+    # there each partial sum is the accumulator of some valid input (code 0 at the taps not yet
+    # summed), so the accumulator proof bounds it too. Border outputs add (x - zx) * w.
+    folded, fsym = _bias_table(lw, op, M, wv, zx, True)
+    bias, bsym = _bias_table(lw, op, M, wv, zx, False)
+    oh_lo = min(-(-PT // SH), OH)
+    oh_hi = max(oh_lo, min(OH, (H - 1 - (KH - 1) * DH + PT) // SH + 1))
+    ow_lo = min(-(-PL // SW), OW)
+    ow_hi = max(ow_lo, min(OW, (W - 1 - (KW - 1) * DW + PL) // SW + 1))
     xm, wm, ym = lw.mem(b, op.operands[0]), lw.mem(b, op.operands[1]), lw.mem(b, op.results[0])
 
     def per_channel(bb: B, n, g, mg):
         m = bb.addi(bb.muli(g, bb.i(Mg)), mg)
         p = rq.at(bb, m)
-        b0 = bb.c(int(bias[0]), acc_t) if bsym is None else bb.trunc(bb.load(lw.get_global(bb, bsym), m), acc_t)
+
+        def init(tab, sym):
+            return bb.c(int(tab[0]), acc_t) if sym is None else bb.trunc(bb.load(lw.get_global(bb, sym), m), acc_t)
+
+        b_in, b_border = init(folded, fsym), init(bias, bsym)
         xbase = bb.lin([(n, C * H * W), (g, Cg * H * W)])
         wbase = bb.muli(m, bb.i(Cg * KH * KW))
         ybase = bb.lin([(n, M * OH * OW), (m, OH * OW)])
 
-        def pixel(b2: B, oh, ow):
+        def pixels(b2: B, oh, ow, interior: bool, U: int = 1):
+            """Outputs (oh, ow .. ow + U - 1): U accumulators share each weight load
+            (register blocking along the row; interior only)."""
             ih0 = b2.lin([(oh, SH)], -PT)
             iw0 = b2.lin([(ow, SW)], -PL)
-
-            # with unit dilation the taps inside the input are a rectangle [kh0, kh1) x [kw0, kw1):
-            # loop over it only (padding contributes nothing); otherwise test every tap
-            bounded = not no_pad and DH == DW == 1
+            # on the border with unit dilation the taps inside the input are a rectangle
+            # [kh0, kh1) x [kw0, kw1): loop over it only; with dilation test every tap
+            bounded = not interior and DH == DW == 1
             kb = (0, KH, 0, KW)
             if bounded:
                 kb = (b2.smax(b2.subi(b2.i(0), ih0), b2.i(0)), b2.smin(b2.subi(b2.i(H), ih0), b2.i(KH)),
                       b2.smax(b2.subi(b2.i(0), iw0), b2.i(0)), b2.smin(b2.subi(b2.i(W), iw0), b2.i(KW)))
 
-            def tap(b3: B, cg, kh, kw, acc):
+            def tap(b3: B, cg, kh, kw, *accs):
                 ih = b3.addi(ih0, b3.muli(kh, b3.i(DH)))
                 iw = b3.addi(iw0, b3.muli(kw, b3.i(DW)))
                 xi = b3.addi(b3.addi(xbase, b3.muli(cg, b3.i(H * W))), b3.addi(b3.muli(ih, b3.i(W)), iw))
                 wi = b3.addi(wbase, b3.lin([(cg, KH * KW), (kh, KW), (kw, 1)]))
-                wv = lw.read_int(b3, op.operands[1], wm, wi, acc_t)
-                if no_pad:
-                    return [b3.addi(acc, b3.muli(lw.read_int(b3, op.operands[0], xm, xi, acc_t), wv))]
+                wq = lw.read_int(b3, op.operands[1], wm, wi, acc_t)
+                if interior:
+                    return [b3.addi(a, b3.muli(lw.read_int(b3, op.operands[0], xm,
+                                                           b3.addi(xi, b3.i(u * SW)) if u else xi, acc_t), wq))
+                            for u, a in enumerate(accs)]
+                (acc,) = accs
                 if bounded:
                     xv = lw.read_int(b3, op.operands[0], xm, xi, acc_t)
-                    return [b3.addi(acc, b3.muli(b3.subi(xv, b3.c(zx, acc_t)), wv))]
+                    return [b3.addi(acc, b3.muli(b3.subi(xv, b3.c(zx, acc_t)), wq))]
                 ok = b3.add(arith.AndIOp(
                     b3.add(arith.AndIOp(b3.cmp("sge", ih, b3.i(0)), b3.cmp("slt", ih, b3.i(H)))),
                     b3.add(arith.AndIOp(b3.cmp("sge", iw, b3.i(0)), b3.cmp("slt", iw, b3.i(W))))))
                 xv = lw.read_int(b3, op.operands[0], xm, b3.sel(ok, xi, b3.i(0)), acc_t)
-                prod = b3.muli(b3.subi(xv, b3.c(zx, acc_t)), wv)
+                prod = b3.muli(b3.subi(xv, b3.c(zx, acc_t)), wq)
                 return [b3.addi(acc, b3.sel(ok, prod, b3.c(0, acc_t)))]
 
-            acc = b2.loop(Cg, lambda b3, cg, a0: b3.loop(
-                kb[1], lambda b4, kh, a1: b4.loop(kb[3], lambda b5, kw, a2: tap(b5, cg, kh, kw, a2), [a1], lo=kb[2]),
-                [a0], lo=kb[0]), [b0])[0]
-            v = rq.apply(b2, b2.sext(acc, i64), p)
-            b2.store(finish(b2, v, zy, lo, hi, y.elem), ym, b2.addi(ybase, b2.lin([(oh, OW), (ow, 1)])))
+            accs = b2.loop(Cg, lambda b3, cg, *a0: b3.loop(
+                kb[1], lambda b4, kh, *a1: b4.loop(kb[3], lambda b5, kw, *a2: tap(b5, cg, kh, kw, *a2), list(a1),
+                                                   lo=kb[2]),
+                list(a0), lo=kb[0]), [b_in if interior else b_border] * U)
+            for u, acc in enumerate(accs):
+                v = rq.apply(b2, b2.sext(acc, i64), p)
+                b2.store(finish(b2, v, zy, lo, hi, y.elem), ym, b2.addi(ybase, b2.lin([(oh, OW), (ow, 1)], u)))
 
-        bb.loops([OH, OW], lambda b2, ivs: pixel(b2, *ivs))
+        # rows and columns split into border / interior / border ranges; interior rows in blocks of U
+        for r0, r1, rin in ((0, oh_lo, False), (oh_lo, oh_hi, True), (oh_hi, OH, False)):
+            if r1 <= r0:
+                continue
+            for c0, c1, cin in ((0, ow_lo, False), (ow_lo, ow_hi, True), (ow_hi, OW, False)):
+                if c1 <= c0:
+                    continue
+                inner = rin and cin
+                U = BLOCK if inner and c1 - c0 >= BLOCK else 1
+                full = c0 + (c1 - c0) // U * U
+
+                def row(b2: B, oh, c0=c0, c1=c1, inner=inner, U=U, full=full):
+                    b2.loop(full, lambda b3, ow: pixels(b3, oh, ow, inner, U), lo=c0, step=U)
+                    if full < c1:
+                        b2.loop(c1, lambda b3, ow: pixels(b3, oh, ow, inner), lo=full)
+
+                bb.loop(r1, row, lo=r0)
 
     b.loops([N, G, Mg], lambda bb, ivs: per_channel(bb, *ivs))
 

@@ -295,7 +295,7 @@ class _Lowering:
         table = softmax_table(x_qp, shape[axis])
         if table is None:
             return False
-        y_qp = q.softmax_qparams(x_qp.bits if x_qp.bits in (4, 8) else 8)
+        y_qp = q.softmax_qparams(8)  # probabilities keep 8 bits even after a 4-bit input: one small tensor
         self.emit(op, q.SoftmaxOp([x], [q.qtensor(y_qp, shape)],
                                   {"axis": IntegerAttr(axis, i64), "table": donnx.DenseAttr(table)}))
         return True

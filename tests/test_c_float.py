@@ -144,10 +144,10 @@ class Graph:
         m = helper.make_model(g, opset_imports=[helper.make_opsetid("", self.opset)])
         return onnx.shape_inference.infer_shapes(m)
 
-    def check(self, tmp_path, *, tol: float = OP_TOL, sanitize: bool = False) -> dict:
+    def check(self, tmp_path, *, tol: float = OP_TOL, sanitize: bool = False, extra_cflags=()) -> dict:
         module = qcc.import_model(self.model())
         cm = emit_model(module, separate_buffers=sanitize)
-        exe = build_host(cm.files, tmp_path, extra_cflags=SANITIZE if sanitize else ())
+        exe = build_host(cm.files, tmp_path, extra_cflags=(*(SANITIZE if sanitize else ()), *extra_cflags))
         got = run_host(exe, cm.files, self.feeds)[0]
         want = run_samples(module, self.feeds)
         assert list(got) == list(want)
@@ -201,8 +201,22 @@ def conv_graph(seed: int = 0) -> Graph:
     return g
 
 
-def test_conv_paths_match_interpreter(gcc, tmp_path):
-    res = conv_graph().check(tmp_path)
+def _has_avx() -> bool:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return " avx " in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("vectors", ["gnu", "avx", "portable"])
+def test_conv_paths_match_interpreter(vectors, gcc, tmp_path):
+    """Every path, with the 8-float type as two 16-byte GNU vectors (SSE), one 32-byte
+    vector (AVX), and the plain C99 struct other compilers get."""
+    if vectors == "avx" and not _has_avx():
+        pytest.skip("this host has no AVX")
+    flags = {"gnu": (), "avx": ("-mavx",), "portable": ("-DQCC_NO_VECTOR_EXT",)}[vectors]
+    res = conv_graph().check(tmp_path, extra_cflags=flags)
     text = res["cm"].files["model.c"]
     assert "F8_VMADD(a, wk, xv)" in text and "W4" in text and "WT" in text  # depthwise, tiled and per-position
 

@@ -18,12 +18,14 @@ import os
 
 import numpy as np
 import pytest
-from test_c_backend import QP, Case, check_c_against_interpreter, fc_case, module_of, op_of, qconst, random_inputs
+from test_c_backend import (QP, Case, check_c_against_interpreter, fc_case, interpreter_codes, module_of, op_of,
+                            qconst, random_inputs)
+from xdsl.context import Context
 
 from qcc import numerics as nx
 from qcc.backends.c import emit_model
 from qcc.backends.c import kernels as ck
-from qcc.backends.c.run import CFLAGS, compiler
+from qcc.backends.c.run import CFLAGS, compiler, io_meta
 from qcc.dialects import quant as q
 from qcc.float_kernels import _conv_geometry
 from qcc.passes.fuse_residual_add import EPILOGUE_OF, FuseResidualAddPass
@@ -187,8 +189,6 @@ def test_residual_add_fused_into_the_conv_epilogue(path, tmp_path, monkeypatch):
     rng = np.random.default_rng(21)
     cases = [residual_case(rng, i, 8 if i % 5 else 16) for i in range(10)]
     module = module_of(cases)
-    from xdsl.context import Context
-
     FuseResidualAddPass().apply(Context(), module)
     module.verify()
     fused = [op for op in module.walk() if isinstance(op, q.AddOp) and EPILOGUE_OF in op.attributes]
@@ -204,8 +204,61 @@ def test_fused_residual_add_saves_the_intermediate_buffer():
     cases = [residual_case(rng, 3, 8)]
     plain = emit_model(module_of(cases))
     module = module_of(cases)
-    from xdsl.context import Context
-
     FuseResidualAddPass().apply(Context(), module)
     fused = emit_model(module)
     assert fused.naive_bytes < plain.naive_bytes
+
+
+def test_32_bit_requantization_matches_numerics(tmp_path):
+    """qcc_rq32 (the fast paths' epilogue) against qcc.numerics.requantize32 on edge
+    and random accumulators and every kind of multiplier qcc makes."""
+    import subprocess
+
+    from qcc.backends.c.cgen import PRELUDE, lit
+
+    rng = np.random.default_rng(4)
+    accs = [nx.INT32_MIN, nx.INT32_MIN + 1, -(1 << 30), -3, -2, -1, 0, 1, 2, 3, 1 << 30, nx.INT32_MAX - 1,
+            nx.INT32_MAX, *rng.integers(nx.INT32_MIN, nx.INT32_MAX, 80), *rng.integers(-5000, 5000, 80)]
+    reals = [0.0, 1e-12, 2.0 ** -31, 0.5, 0.25, 0.999999, 1.0, 1.5, 3.7, 1000.0,
+             *rng.uniform(1e-5, 0.1, 6), *rng.uniform(0.1, 4.0, 4)]
+    cases = [(int(a), *nx.quantize_multiplier(r)) for a in accs for r in reals]
+    src = ["#include <stdio.h>", PRELUDE, "int main(void) {"]
+    src += [f'printf("%ld\\n", (long)qcc_rq32({lit(a)}, {lit(m)}, {s}));' for a, m, s in cases]
+    src.append("return 0;\n}")
+    (tmp_path / "t.c").write_text("\n".join(src))
+    subprocess.run([compiler(), *CFLAGS, "t.c", "-o", "t"], cwd=tmp_path, check=True)
+    got = [int(v) for v in subprocess.run([str(tmp_path / "t")], capture_output=True, text=True,
+                                          check=True).stdout.split()]
+    a, m, s = (np.array(c, np.int64) for c in zip(*cases))
+    want = nx.requantize32(a, m, s).astype(np.int64).tolist()
+    assert got == want
+
+
+@pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])
+def test_fast_paths_bit_exact_on_mcu_targets(target, tmp_path):
+    """The Cortex-M4 build takes the DSP (SMLAD) dot products and the planar depthwise
+    loops, rv32imac the portable scalar ones: both match the interpreter's codes."""
+    from qcc.backends.c import targets as tg
+
+    why = tg.toolchain_missing(target)
+    if why:
+        if os.environ.get("CI") == "true":
+            pytest.fail(why)
+        pytest.skip(why)
+    rng = np.random.default_rng(8)
+    cases = [conv8(rng, i, depthwise=i % 3 == 0)[0] for i in range(6)] + [residual_case(rng, 4, 8)]
+    module = module_of(cases)
+    FuseResidualAddPass().apply(Context(), module)
+    files = emit_model(module).files
+    feeds = random_inputs(cases, 2, rng)
+    want = interpreter_codes(module, feeds)
+    meta = io_meta(files)
+    codes_in = {}
+    for d in meta["inputs"]:
+        qp = nx.QParams(d["bits"], True, (d["scale"],), (d["zero_point"],))
+        codes_in[d["name"]] = nx.quantize(np.asarray(feeds[d["name"]], np.float32), qp)
+    got, info = tg.build_and_run(files, target, codes_in, tmp_path, codes=True)
+    for j, d in enumerate(meta["outputs"]):
+        assert np.array_equal(np.asarray(got[d["name"]], np.int64), want[j].astype(np.int64)), d["name"]
+    if target == "cortex-m4":
+        assert "__smlad(" in files["model.c"]

@@ -270,8 +270,10 @@ def test_quantize_of_dequantize_is_exact_on_every_code(bits):
 
 def test_float_swish_runs_in_c(gcc, tmp_path):
     """x * sigmoid(x) becomes Swish; a float build (or a Swish left float) has its C kernel."""
-    nodes = [helper.make_node("Sigmoid", ["x"], ["s"], name="sig"), helper.make_node("Mul", ["x", "s"], ["t"], name="mul"),
-             helper.make_node("Sigmoid", ["t"], ["u"], name="sig2"), helper.make_node("Mul", ["u", "t"], ["y"], name="mul2")]
+    nodes = [helper.make_node("Sigmoid", ["x"], ["s"], name="sig"),
+             helper.make_node("Mul", ["x", "s"], ["t"], name="mul"),
+             helper.make_node("Sigmoid", ["t"], ["u"], name="sig2"),
+             helper.make_node("Mul", ["u", "t"], ["y"], name="mul2")]
     model = _model(nodes, {}, [1, 3, 5], [1, 3, 5])
     art = qcc.compile(model, str(tmp_path / "out"), float_only=True)
     assert [o["op_type"] for o in art.report["ops"]] == ["Swish", "Swish"]

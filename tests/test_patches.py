@@ -491,3 +491,44 @@ def test_ceil_mode_pools_and_asymmetric_pads():
     out = run_samples(q8, {"input": x})
     for k in ref:
         np.testing.assert_array_equal(out[k], ref[k])
+
+
+# ------------------------------------------------------------------ value-driven precision (QuantMCU)
+
+
+def test_snap_keeps_outlier_tiles_and_puts_the_others_on_the_low_bit_grid():
+    from qcc.patch_precision import snap, step
+
+    t = RNG.integers(-128, 128, (5, 3, 4, 4)).astype(np.int8)
+    t[0] = np.clip(t[0], -20, 20)  # sample 0 without outliers (zp = -3, threshold 30)
+    t[1, 0, 0, 0] = 100  # sample 1 with one
+    out, outlier = snap(t, -3, 4, 30)
+    assert not outlier[0] and outlier[1]
+    np.testing.assert_array_equal(out[1], t[1])
+    d = step(4, 30)
+    assert d == 5  # ceil(30 / 7)
+    k = (out[0].astype(np.int64) + 3) / d
+    assert np.all(k == np.round(k)) and np.abs(k).max() <= 8
+    assert np.abs(out[0].astype(np.int64) - t[0]).max() <= d // 2
+
+
+def test_value_driven_precision_is_applied_per_tile(digits):
+    from xdsl.dialects.builtin import DenseArrayBase, i64
+
+    from qcc.patch_precision import PRECISION_ATTR, assign
+
+    m = quantized(str(MODELS / "mbv3_digits.onnx"), {"input": digits[:8]})
+    ref = run_samples(m, {"input": digits})
+    tile(m, "2x2")
+    info = assign(m, {"input": digits[:8]}, bits=4, outlier_quantile=0.75, max_entropy_loss=100.0)
+    marked = [op for op in m.walk() if PRECISION_ATTR in op.attributes]
+    assert len(marked) == len(info["narrowed"]) > 0
+    assert 0 < info["bitops_saved"] < info["bitops_8bit_patch"] and info["bitops_reduction"] > 1
+    low = run_samples(m, {"input": digits})
+    assert not all(np.array_equal(low[k], ref[k]) for k in ref)  # narrowing changed something
+    # threshold -1: every tile is an outlier and keeps its 8 bits -> bit-exact with plain int8 again
+    for op in marked:
+        op.attributes[PRECISION_ATTR] = DenseArrayBase.from_list(i64, [4, -1])
+    same = run_samples(m, {"input": digits})
+    for k in ref:
+        np.testing.assert_array_equal(same[k], ref[k])

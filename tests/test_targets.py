@@ -6,9 +6,12 @@ qemu-user for the Linux-class targets (cortex-a53, rv64gc), qemu-system with qcc
 bare-metal runtime for the MCUs (cortex-m4 and rv32imac on every model, cortex-m7
 on one; every model also builds for cortex-m7). The float entry point must return
 exactly the interpreter's float32 outputs, the integer one exactly its codes.
-A program with a known instruction count checks the bare-metal counters, a
-profiled build checks the per-step counts, and `qcc run --on qemu` is checked
-end to end (with `make` in OUT/ building for the target).
+test_c_backend's generated cases for every quant op run the same way on rv64gc,
+cortex-m4 and rv32imac, and hypothesis draws batches of random convolutions for
+rv64gc and rv32imac (one program, one emulator run per batch). A program with a
+known instruction count checks the bare-metal counters, a profiled build checks
+the per-step counts, and `qcc run --on qemu` / `Artifact.run(on="qemu")` are
+checked end to end (with `make` in OUT/ building for the target).
 
 Without a toolchain or emulator the tests skip, except under CI=true, where they fail.
 """
@@ -137,7 +140,8 @@ int qcc_model_run(const float *input0, float *output0)
 @pytest.mark.parametrize("target", ["cortex-m4", "cortex-m7", "rv32imac"])
 def test_instruction_counter_counts_a_known_loop(target, tmp_path):
     """Each count is the loop's 2n+1 instructions plus the same call overhead: exactly
-    (minstret) on rv32, within the 4-instruction SysTick synchronisation loop on Cortex-M."""
+    (minstret) on rv32, within 3 instructions (the 4-instruction SysTick synchronisation
+    loop at either end) on Cortex-M."""
     need(target)
     ns = np.array([1, 1000, 1001, 1003, 100_000, 100_007, 2_345_678], np.float32)
     files = _loop_model()
@@ -145,8 +149,8 @@ def test_instruction_counter_counts_a_known_loop(target, tmp_path):
     got, info = tg.run(exe, target, files, {"x": ns[:, None]})
     assert got["y"][:, 0].tolist() == ns.tolist()
     extra = np.asarray(info["instructions_per_sample"]) - (2 * ns.astype(np.int64) + 1)
-    assert extra.min() >= 0 and extra.max() <= 40, extra
-    assert extra.max() - extra.min() <= (0 if target == "rv32imac" else 3), extra
+    assert extra.min() >= -3 and extra.max() <= 40, extra
+    assert extra.max() - extra.min() <= (0 if target == "rv32imac" else 6), extra
 
 
 def test_profile_splits_the_count_per_step(tmp_path_factory):
@@ -263,17 +267,19 @@ def test_every_quant_op_on_the_target(target, tmp_path):
         check_on_target(module_of(cases), feeds, target, tmp_path / name, [c.name for c in cases])
 
 
+@pytest.mark.parametrize("target", ["rv64gc", "rv32imac"])
 @given(seed=st.integers(0, 2**32 - 1))
 @settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_random_convolutions_are_bit_exact_on_rv32(seed, tmp_path):
-    """Hypothesis draws the seed of 20 random conv/FC cases (shapes, strides, dilations,
-    groups, 2..16-bit widths, per-channel scales), batched into one rv32imac program."""
-    need("rv32imac")
+def test_random_convolutions_are_bit_exact_on_the_target(target, seed, tmp_path):
+    """Hypothesis draws the seed of ~20 random conv/FC cases (shapes, strides, dilations,
+    groups, 2..16-bit widths, per-channel scales), batched into one program per example,
+    run under qemu-user (rv64gc) and bare metal (rv32imac)."""
+    need(target)
     rng = np.random.default_rng(seed)
     cases = [conv_case(rng, i) for i in range(int(rng.integers(0, 30)), 45, 3)] + \
         [fc_case(rng, i) for i in range(int(rng.integers(0, 6)), 12, 3)]
     feeds = random_inputs(cases, 2, rng)
-    check_on_target(module_of(cases), feeds, "rv32imac", tmp_path / f"s{seed}", [c.name for c in cases])
+    check_on_target(module_of(cases), feeds, target, tmp_path / f"s{seed}", [c.name for c in cases])
 
 
 def test_artifact_run_on_qemu(tmp_path):

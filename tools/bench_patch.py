@@ -20,6 +20,12 @@ qcc does not.
 
 Also checks on --samples test images that the patch-based interpreter is bit-exact
 with the layer-by-layer one, and reports int8 and float (onnxruntime) accuracy.
+
+Value-driven per-patch precision (QuantMCU, Wang et al. 2023, qcc.patch_precision;
+interpreter only): for each --vdp-entropy budget, the stage tensors narrowed to
+4 bits in their non-outlier tiles, the calibration set's outlier-tile fraction,
+BitOPs against the 8-bit patch-based model and test accuracy. Issue 6's target:
+>= 1.5x fewer BitOPs at <= 0.5 pt accuracy loss (QuantMCU reports about 2.2x).
 Wall-clock times are not reported: the figures are deterministic.
 """
 
@@ -63,7 +69,7 @@ def ort_accuracy(path, x, y) -> float:
     return float((pred == y).mean())
 
 
-def bench(name: str, max_overhead: float, samples: int) -> dict:
+def bench(name: str, max_overhead: float, samples: int, vdp: list[float]) -> dict:
     from qcc.driver import Options, build
     from qcc.interpreter import run_samples
     from qcc.passes.tile_patches import tile
@@ -78,6 +84,14 @@ def bench(name: str, max_overhead: float, samples: int) -> dict:
     key = next(iter(layer))
     exact = bool(np.array_equal(layer[key], patched[key]))
     assert any(GRID_ATTR in op.attributes for op in module.walk())
+    acc8 = float((patched[key].argmax(1) == y).mean())
+    precision = []
+    for budget in vdp:
+        from qcc.patch_precision import assign
+
+        p = assign(module, calib, bits=4, outlier_quantile=0.9, max_entropy_loss=budget)
+        out = run_samples(module, {"input": x})[key]
+        precision.append({**p, "accuracy": float((out.argmax(1) == y).mean()), "accuracy_8bit_patch": acc8})
     return {"model": name, "input_shape": report["inputs"][0]["shape"], "macs": info["total_macs"],
             **{k: info[k] for k in ("split", "split_shape", "grid", "layer_sram_peak_bytes",
                                     "layer_sram_peak_bytes_excl_input", "sram_peak_bytes",
@@ -85,7 +99,7 @@ def bench(name: str, max_overhead: float, samples: int) -> dict:
                                     "recompute_overhead", "input_halo_overlap", "frontier")},
             "sram_reduction_incl_input": round(info["layer_sram_peak_bytes"] / info["sram_peak_bytes"], 4),
             "bit_exact": exact, "samples": len(y),
-            "int8_accuracy": float((patched[key].argmax(1) == y).mean()),
+            "int8_accuracy": acc8, "value_driven_precision": precision,
             "float_accuracy_onnxruntime": ort_accuracy(path, x, y)}
 
 
@@ -94,12 +108,15 @@ def main(argv=None) -> int:
     ap.add_argument("--models", default="mbv2_digits,mbv3_digits,resnet_digits,lenet_digits,mbv3_small_digits")
     ap.add_argument("--max-overhead", type=float, default=0.2)
     ap.add_argument("--samples", type=int, default=360)
+    ap.add_argument("--vdp-entropy", default="1,3,6",
+                    help="entropy-loss budgets (bits) of value-driven precision, comma-separated; empty: skip")
     ap.add_argument("--json")
     args = ap.parse_args(argv)
     from qcc.interpreter import keep_freed_memory
 
     keep_freed_memory()
-    rows = [bench(n, args.max_overhead, args.samples) for n in args.models.split(",") if n]
+    vdp = [float(v) for v in args.vdp_entropy.split(",") if v]
+    rows = [bench(n, args.max_overhead, args.samples, vdp) for n in args.models.split(",") if n]
     print("| model | input | split (grid) | peak SRAM excl. input: layer / patch (x lower) | incl. input: layer / "
           "patch (x lower) | extra MACs | bit-exact | int8 acc | float acc |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -115,6 +132,15 @@ def main(argv=None) -> int:
         for f in r["frontier"]:
             print(f"  {f['split']:<60} {'x'.join(map(str, f['split_shape'][1:])):>9} grid {f['grid'][0]}x"
                   f"{f['grid'][1]}: {f['sram_peak_bytes_excl_input']:>9,} B  {f['recompute_overhead']:7.1%}")
+    print("\nvalue-driven precision (4-bit non-outlier tiles), per entropy-loss budget:")
+    print("| model | budget (bits) | narrowed tensors | outlier tiles (calib) | BitOPs reduction | accuracy "
+          "(8-bit patch -> value-driven) |")
+    print("|---|---|---|---|---|---|")
+    for r in rows:
+        for p in r["value_driven_precision"]:
+            print(f"| {r['model']} | {p['max_entropy_loss']} | {len(p['narrowed'])} | "
+                  f"{p['calibration_outlier_fraction']:.1%} | {p['bitops_reduction']:.3f}x | "
+                  f"{p['accuracy_8bit_patch']:.4f} -> {p['accuracy']:.4f} |")
     mb = next((r for r in rows if r["model"] == "mbv2_digits"), None)
     if mb is not None:
         ok = mb["sram_reduction"] >= 4 and mb["recompute_overhead"] <= 0.15

@@ -117,6 +117,50 @@ PRELUDE = r"""
 #if defined(__AVX512VBMI__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #endif
+#if defined(__ARM_FEATURE_DSP)
+#include <arm_acle.h>
+#endif
+
+/* Kernels choose loop orders by what the compiler can vectorise: with wide SIMD
+   (x86-64, AArch64) long loops along output positions; without (Cortex-M,
+   RV32) dot products along the patch, with the DSP extension's dual 16-bit
+   multiply-accumulate where there is one. Both orders compute the same sums. */
+#if defined(__x86_64__) || defined(__aarch64__)
+#define QCC_WIDE_SIMD 1
+#else
+#define QCC_WIDE_SIMD 0
+#endif
+
+/* The dot-product kernels are written for the vectoriser: gcc's -O2 only
+   vectorises loops it needs no runtime checks for (very-cheap cost model), so
+   they ask for its usual cost model whatever the -O level. */
+#if defined(__GNUC__) && !defined(__clang__) && QCC_WIDE_SIMD
+#define QCC_VECTOR_FN __attribute__((__optimize__("tree-vectorize", "vect-cost-model=dynamic")))
+#else
+#define QCC_VECTOR_FN
+#endif
+
+#if defined(__ARM_FEATURE_DSP)
+/* SXTB16/UXTB16 of the odd bytes: the instructions' own ROR #8 operand (gcc 12's
+   ACLE has no form of it; a separate rotate costs one instruction per word). */
+static inline uint32_t qcc_sxtb16_odd(uint32_t x) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+static inline uint32_t qcc_uxtb16_odd(uint32_t x) {
+    uint32_t r;
+    __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
+#endif
+
+/* A 32-bit load from any address (one LDR where unaligned access is allowed). */
+static inline uint32_t qcc_ld32(const void *p) {
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v;
+}
 
 /* Arena memory is reused by tensors of different element types. Kernels
    access it through these typedefs, which gcc and clang exempt from
@@ -182,6 +226,22 @@ static inline int64_t qcc_requant32(int64_t acc, int32_t m0, int shift) {
     int64_t x = acc;
     if (shift > 0) x = qcc_sat32(acc * ((int64_t)1 << shift));
     return qcc_rdbp(qcc_srdhm(x, m0), shift > 0 ? 0 : -shift);
+}
+
+/* requantize32 of a 32-bit accumulator with m0 in {0} U [2^30, 2^31) (every
+   multiplier qcc makes): the same value as qcc_requant32 in 32-bit arithmetic
+   where it can be. SRDHM's product stays below 2^62 in magnitude, so its
+   result fits int32; RDBP(h, e) = floor((h + 2^(e-1) - [h < 0]) / 2^e) is
+   computed as gemmlowp does, (h >> e) + (remainder > threshold), which cannot
+   overflow. */
+static inline int32_t qcc_rq32(int32_t acc, int32_t m0, int shift) {
+    const int32_t x = shift > 0 ? (int32_t)qcc_sat32((int64_t)acc * ((int64_t)1 << shift)) : acc;
+    const int32_t h = (int32_t)qcc_asr((int64_t)x * m0 + ((int64_t)1 << 30), 31);
+    const int e = shift > 0 ? 0 : -shift;
+    const uint32_t mask = (uint32_t)((((uint64_t)1) << e) - 1u);
+    const uint32_t rem = (uint32_t)h & mask;
+    const uint32_t threshold = (mask >> 1) + (h < 0);
+    return (int32_t)qcc_asr(h, e) + (rem > threshold);
 }
 
 /* requantize64 (TFLite's 16x8 kernels): the Q0.31 multiplier rounded to 16

@@ -538,6 +538,26 @@ void qcc_profile_point(int step);
                    "naive_bytes": self.naive_bytes, "weight_bytes": self.weight_bytes, "libm": self.needs_libm}
         return self.io
 
+    def _is_float(self) -> bool:
+        """A --float build: no quantized tensor anywhere."""
+        return all(t.qp is None for t in self.tensors.values())
+
+    def _numerics_note(self) -> str:
+        if self._is_float():
+            return ("A float32 build\n   (--float): it agrees with qcc's float interpreter to float32 rounding"
+                    f"\n   and {'links libm' if self.needs_libm else 'needs no libm'}.")
+        return ("The integer path needs no libm and no\n"
+                "   floating point except quantize/dequantize at the edges.")
+
+    def _run_doc(self) -> str:
+        if self._is_float():
+            return ("/* Runs the model on float32 inputs and writes float32 outputs, computing in\n"
+                    "   float32 throughout. Returns 0, or -1 for a null pointer. */")
+        return ("/* Runs the model on float32 inputs and writes float32 outputs. Inputs are\n"
+                "   quantized as code = clamp(round_half_away(x / scale) + zero_point) with the\n"
+                "   division in double, outputs dequantized as float((code - zero_point) * scale),\n"
+                "   bit for bit like qcc's integer interpreter. Returns 0, or -1 for a null pointer. */")
+
     def _model_h(self) -> str:
         io = self._io_meta()
         defs = []
@@ -570,8 +590,7 @@ void qcc_profile_point(int step);
    arrays, activations live in one arena of QCC_ARENA_BYTES bytes inside
    model.c; nothing is allocated. The functions share that arena, so calls
    must not overlap (not reentrant, not thread-safe), and input and output
-   arrays must not overlap each other. The integer path needs no libm and no
-   floating point except quantize/dequantize at the edges. */
+   arrays must not overlap each other. {self._numerics_note()} */
 #ifndef QCC_MODEL_H
 #define QCC_MODEL_H
 
@@ -589,10 +608,7 @@ extern "C" {{
 
 {chr(10).join(defs)}
 
-/* Runs the model on float32 inputs and writes float32 outputs. Inputs are
-   quantized as code = clamp(round_half_away(x / scale) + zero_point) with the
-   division in double, outputs dequantized as float((code - zero_point) * scale),
-   bit for bit like qcc's integer interpreter. Returns 0, or -1 for a null pointer. */
+{self._run_doc()}
 {self._proto(False)};
 {run_q}
 /* qcc-io {comment_json(io)} */

@@ -110,17 +110,24 @@ def _rank_1d_2d(op, x: Tensor) -> None:
         raise QccError(f"{_where(op)}: the C backend handles 1-D and 2-D spatial data, got rank {len(x.shape)}")
 
 
-# Eight floats as one value: a GNU C vector (gcc and clang keep it in registers,
-# two SSE or one AVX register) or, for other compilers, a struct the macros loop
-# over. Block-scoped like the kernels' other #defines; loads and stores go
+# Eight floats as one value: GNU C vectors that gcc and clang keep in registers
+# (one AVX register, or two SSE/NEON ones) or, for other compilers and with
+# -DQCC_NO_VECTOR_EXT, a struct the macros loop over. Block-scoped like the kernels' other #defines; loads and stores go
 # through memcpy, so no alignment is assumed.
 F8_OPEN = """\
-#if defined(__GNUC__)
+#if defined(__GNUC__) && !defined(QCC_NO_VECTOR_EXT) && defined(__AVX__)
 typedef float f8 __attribute__((__vector_size__(32)));
-#define F8_SET(a, s) (a) = (f8){(s), (s), (s), (s), (s), (s), (s), (s)}
-#define F8_MADD(a, w, p) do { f8 t_; memcpy(&t_, (p), sizeof t_); (a) += (w) * t_; } while (0)
-#define F8_VMADD(a, p, q) do { f8 u_, v_; memcpy(&u_, (p), sizeof u_); memcpy(&v_, (q), sizeof v_); \\
-    (a) += u_ * v_; } while (0)
+#define F8_SET(a, s) ((a) = (f8){(s), (s), (s), (s), (s), (s), (s), (s)})
+#define F8_MADD(a, w, p) do { f8 l_; memcpy(&l_, (p), 32); (a) += (w) * l_; } while (0)
+#define F8_VMADD(a, p, q) do { f8 l_, m_; memcpy(&l_, (p), 32); memcpy(&m_, (q), 32); (a) += l_ * m_; } while (0)
+#elif defined(__GNUC__) && !defined(QCC_NO_VECTOR_EXT)
+typedef float f4 __attribute__((__vector_size__(16)));
+typedef struct { f4 lo, hi; } f8;
+#define F8_SET(a, s) ((a).lo = (f4){(s), (s), (s), (s)}, (a).hi = (a).lo)
+#define F8_MADD(a, w, p) do { f4 l_, h_; memcpy(&l_, (p), 16); memcpy(&h_, (p) + 4, 16); \\
+    (a).lo += (w) * l_; (a).hi += (w) * h_; } while (0)
+#define F8_VMADD(a, p, q) do { f4 l_, h_, m_, n_; memcpy(&l_, (p), 16); memcpy(&h_, (p) + 4, 16); \\
+    memcpy(&m_, (q), 16); memcpy(&n_, (q) + 4, 16); (a).lo += l_ * m_; (a).hi += h_ * n_; } while (0)
 #else
 typedef struct { float v[8]; } f8;
 #define F8_SET(a, s) do { int i_; for (i_ = 0; i_ < 8; i_++) (a).v[i_] = (s); } while (0)
@@ -261,6 +268,37 @@ for (int32_t blk = 0; blk < {nblk}; blk++) {{
     return c.kernel(_indent(body + "\n" + F8_CLOSE, 4), scratch=band * Wp * CB * 4)
 
 
+def _channel_tiles(*, rp: int, rc: int, n: str, K: int, Mp: int, Mv: int, x_at, w_row: str, b_at, y_at) -> str:
+    """Output tiles of `rp` positions x `rc` vectors of 8 channels, accumulators in
+    registers: per k, `rp` inputs (`x_at(p)`, broadcast) times `rc` weight vectors
+    read from the [k][channel] row `w_row` (channels `m0`...). Positions j0 + p < n
+    are stored through `y_at(p, m)`, channels m < Mv; `b_at(p, m)` points at 8 biases."""
+    accs = ", ".join(f"a{p}_{q}" for p in range(rp) for q in range(rc))
+    init = "\n".join(f"memcpy(&a{p}_{q}, {b_at(p, f'm0 + {8 * q}')}, sizeof(f8));"
+                     for p in range(rp) for q in range(rc))
+    loads = " ".join(f"const float x{p} = {x_at(p)};" for p in range(rp))
+    macs = " ".join(f"F8_MADD(a{p}_{q}, x{p}, wk + {8 * q});" for p in range(rp) for q in range(rc))
+    stores = []
+    for p in range(rp):
+        st = "\n".join(f"memcpy(st, &a{p}_{q}, sizeof st);\n"
+                       f"for (int32_t v = 0; v < 8 && m0 + {8 * q} + v < {Mv}; v++) {y_at(p, f'm0 + {8 * q} + v')} = st[v];"
+                       for q in range(rc))
+        stores.append(st if p == 0 else f"if (j0 + {p} < {n}) {{\n{_indent(st, 4)}\n}}")
+    return f"""\
+for (int32_t j0 = 0; j0 < {n}; j0 += {rp})
+for (int32_t m0 = 0; m0 < {Mp}; m0 += {8 * rc}) {{
+    f8 {accs};
+    float st[8];
+{_indent(init, 4)}
+    for (int32_t k = 0; k < {K}; k++) {{
+        const float *wk = {w_row};
+        {loads}
+        {macs}
+    }}
+{_indent(chr(10).join(stores), 4)}
+}}"""
+
+
 def _conv_gemm(c: Ctx, g: _Geom, x: Tensor, y: Tensor, wv: np.ndarray, bias: np.ndarray) -> Kernel:
     """Per group and band of output rows: gather every output position's patch into
     the columns of a [K][n] patch matrix (zeros for padding), then the product with
@@ -272,7 +310,7 @@ def _conv_gemm(c: Ctx, g: _Geom, x: Tensor, y: Tensor, wv: np.ndarray, bias: np.
     rb = max(1, min(g.OH, COL_FLOATS // max(g.OW * K, 1)))
     n_max = rb * g.OW
     wide = n_max >= 2 * VB
-    PB = _up(n_max, VB) if wide else n_max
+    PB = _up(n_max, VB if wide else 2)
     c.inp("x", x), c.out("y", y), c.scratch("scratch", "qcc_f32")
     if pointwise:
         gather = f"""\
@@ -294,7 +332,7 @@ for (int32_t kw = 0; kw < {g.KW}; kw++) {{
         for (int32_t ow = ow_lo; ow < ow_hi; ow++) cr[ow] = xr[ow * {g.SW} + dw];
     }}
 }}"""
-    clear = "" if pointwise and not wide else f"memset(col, 0, {K * PB} * sizeof(float));\n"
+    clear = f"memset(col, 0, {K * PB} * sizeof(float));\n"
     if wide:
         Mgp = _up(g.Mg, MB)
         w4 = np.zeros((g.G, Mgp, K), np.float32)
@@ -328,27 +366,21 @@ for (int32_t m0 = 0; m0 < {Mgp}; m0 += {MB}) {{
         tables = F8_OPEN + tables
         scratch = K * PB
     else:
-        Mp = _up(g.Mg, VB)
+        RP, RC = 2, 2 if g.Mg > 8 else 1
+        Mp = _up(g.Mg, 8 * RC)
         wt = np.zeros((g.G, K, Mp), np.float32)
         wt[:, :, :g.Mg] = wv.reshape(g.G, g.Mg, K).transpose(0, 2, 1)
         bf = np.zeros((g.G, Mp), np.float32)
         bf[:, :g.Mg] = bias.reshape(g.G, g.Mg)
-        tables = float_array("WT", wt.reshape(-1)) + float_array("BF", bf.reshape(-1))
+        tables = F8_OPEN + float_array("WT", wt.reshape(-1)) + float_array("BF", bf.reshape(-1))
         product = f"""\
-for (int32_t j = 0; j < n; j++) {{
-    qcc_f32 *ym = y + (b * {g.M} + gi * {g.Mg}) * {g.P} + oh0 * {g.OW} + j;
-    for (int32_t m = 0; m < {Mp}; m++) acc[m] = BF[gi * {Mp} + m];
-    for (int32_t k = 0; k < {K}; k++) {{
-        const float xv = col[k * {PB} + j];
-        const float *wk = WT + (gi * {K} + k) * {Mp};
-        for (int32_t m = 0; m < {Mp}; m++) acc[m] += xv * wk[m];
-    }}
-    for (int32_t m = 0; m < {g.Mg}; m++) ym[m * {g.P}] = acc[m];
-}}"""
-        scratch = K * PB + Mp
+qcc_f32 *ym = y + (b * {g.M} + gi * {g.Mg}) * {g.P} + oh0 * {g.OW};
+{_channel_tiles(rp=RP, rc=RC, n="n", K=K, Mp=Mp, Mv=g.Mg, x_at=lambda p: f"col[k * {PB} + j0 + {p}]",
+                w_row=f"WT + (gi * {K} + k) * {Mp} + m0", b_at=lambda p, m: f"BF + gi * {Mp} + {m}",
+                y_at=lambda p, m: f"ym[({m}) * {g.P} + j0 + {p}]")}"""
+        scratch = K * PB
     body = f"""\
 {tables}qcc_f32 *col = scratch;
-{"" if wide else f"qcc_f32 *acc = scratch + {K * PB};"}
 for (int32_t b = 0; b < {g.N}; b++)
 for (int32_t gi = 0; gi < {g.G}; gi++) {{
     const qcc_f32 *xg = x + (b * {g.C} + gi * {g.Cg}) * {g.H * g.W};
@@ -359,7 +391,7 @@ for (int32_t gi = 0; gi < {g.G}; gi++) {{
 {_indent(product, 8)}
     }}
 }}"""
-    return c.kernel(_indent(body + ("\n" + F8_CLOSE if wide else ""), 4), scratch=scratch * 4)
+    return c.kernel(_indent(body + "\n" + F8_CLOSE, 4), scratch=scratch * 4)
 
 
 # ------------------------------------------------------------ matrix products
@@ -367,28 +399,22 @@ for (int32_t gi = 0; gi < {g.G}; gi++) {{
 
 def _dense(c: Ctx, op, x: Tensor, y: Tensor, rows: int, K: int, N: int, wkn: np.ndarray, bias: np.ndarray,
            trans_a: bool) -> Kernel:
-    """y[r][n] = bias[r][n] + sum_k x[r][k] * W[k][n] with constant W: per row, every
-    output at once (W stored [K][N rounded up to VB], the inner loop over n)."""
-    Np = _up(N, VB)
+    """y[r][n] = bias[r][n] + sum_k x[r][k] * W[k][n] with constant W: per row, tiles of
+    up to 32 outputs in registers (W stored [K][N rounded up], contiguous per k)."""
+    RC = min(4, -(-N // 8))
+    Np = _up(N, 8 * RC)
     wt = np.zeros((K, Np), np.float32)
     wt[:, :N] = wkn
     per_row = not np.all(bias == bias[:1])
     bt = np.zeros((rows if per_row else 1, Np), np.float32)
     bt[:, :N] = bias if per_row else bias[:1]
-    c.inp("x", x), c.out("y", y), c.scratch("acc", "qcc_f32")
-    xk = f"x[k * {rows} + r]" if trans_a else f"x[r * {K} + k]"
-    body = f"""\
-{float_array("WT", wt.reshape(-1))}{float_array("BT", bt.reshape(-1))}for (int32_t r = 0; r < {rows}; r++) {{
-    const float *bt = BT + {f"r * {Np}" if per_row else "0"};
-    for (int32_t m = 0; m < {Np}; m++) acc[m] = bt[m];
-    for (int32_t k = 0; k < {K}; k++) {{
-        const float xv = {xk};
-        const float *wk = WT + k * {Np};
-        for (int32_t m = 0; m < {Np}; m++) acc[m] += xv * wk[m];
-    }}
-    for (int32_t m = 0; m < {N}; m++) y[r * {N} + m] = acc[m];
-}}"""
-    return c.kernel(_indent(body, 4), scratch=Np * 4)
+    c.inp("x", x), c.out("y", y)
+    xk = f"x[k * {rows} + j0]" if trans_a else f"x[j0 * {K} + k]"
+    product = _channel_tiles(rp=1, rc=RC, n=str(rows), K=K, Mp=Np, Mv=N, x_at=lambda p: xk, w_row=f"WT + k * {Np} + m0",
+                             b_at=lambda p, m: f"BT + {f'j0 * {Np} + ' if per_row else ''}{m}",
+                             y_at=lambda p, m: f"y[j0 * {N} + {m}]")
+    body = f"{F8_OPEN}{float_array('WT', wt.reshape(-1))}{float_array('BT', bt.reshape(-1))}{product}\n{F8_CLOSE}"
+    return c.kernel(_indent(body, 4))
 
 
 def _batched_matmul(c: Ctx, op, a: Tensor, b: Tensor, y: Tensor, a_shape, b_shape, trans_a: bool, trans_b: bool,

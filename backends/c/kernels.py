@@ -109,8 +109,11 @@ class Ctx:
         self.args.append(SCRATCH)
         return name
 
-    def kernel(self, body: str, scratch: int = 0, needs_libm: bool = False, exact_float: bool = False) -> Kernel:
+    def kernel(self, body: str, scratch: int = 0, needs_libm: bool = False, exact_float: bool = False,
+               vector: bool = False) -> Kernel:
         sig = f"static void {self.fn}({', '.join(self.params) or 'void'})"
+        if vector:
+            sig = f"QCC_VECTOR_FN {sig}"
         body = _SIGNS.sub(lambda m: ("+ " if m.group(1) == "-" else "- ") + m.group(2), body)  # "x - -5" -> "x + 5"
         if exact_float:
             sig = f"QCC_EXACT_FLOAT_FN {sig}"
@@ -390,7 +393,8 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
     decl, m0, sh = _multiplier_tables(x.qp.scale[0] * np.asarray(g.w.qp.scale) / y.qp.scale[0], g.M, g.acc_bits)
 
     def outf(acc: str) -> str:
-        code = f"qcc_clamp({req}({acc}, {m0}, {sh}) + {lit(zy)}, {lit(lo)}, {lit(hi)})"
+        rq = "qcc_rq32" if g.acc_bits == 32 and acc == "ab[j]" else req  # fast paths: int32 accumulators
+        code = f"qcc_clamp({rq}({acc}, {m0}, {sh}) + {lit(zy)}, {lit(lo)}, {lit(hi)})"
         if add is None:
             return f"ym[j] = ({ctype(y.dtype)}){code};"
         return f"{{\n    const int32_t cq_ = {code};\n{_indent(_add_codes(c, add, g.y, 'cq_', 'res[ym - y + j]'), 4)}\n}}"
@@ -411,8 +415,14 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
         c.inp("res", c.t(add.operands[1 - _epilogue_of(add)]))
     c.out("y", g.y), c.scratch("scratch", "qcc_u8")
     if path in ("gemm", "pix", "dw"):
-        body, scratch = {"gemm": _conv_gemm_body, "pix": _conv_pix_body, "dw": _conv_dw_body}[path](g, outf("ab[j]"))
-        return c.kernel(_indent(decl + body, 4), scratch=scratch)
+        store = outf("ab[j]")
+        if path == "gemm":
+            body, scratch = _conv_gemm_body(g, store)
+        else:  # loops for wide SIMD, else the scalar/DSP-friendly form (see QCC_WIDE_SIMD)
+            wide, s1 = (_conv_pix_body if path == "pix" else _conv_dw_body)(g, store)
+            narrow, s2 = (_conv_gemm_body if path == "pix" else _conv_dw_planar_body)(g, store)
+            body, scratch = f"#if QCC_WIDE_SIMD\n{wide}\n#else\n{narrow}\n#endif", max(s1, s2)
+        return c.kernel(_indent(decl + body, 4), scratch=scratch, vector=True)
     # Where every tap that is summed holds a real code (no padding), or padding is
     # materialised as zx (im2col), -zx * sum(w) folds into the initial value and the
     # inner loop is a plain multiply-accumulate. Every partial sum is then the
@@ -512,6 +522,13 @@ def _gemm_core(*, G_index: str, Mg: int, Kp: int, nmax: int, bits: int, wbuf: bo
     accs = ", ".join(f"a{i} = bf[{i}]" for i in range(MB))
     macs = " ".join(f"a{i} += v * wr[{i * Kp} + k];" if i else "a0 += v * wr[k];" for i in range(MB))
     saves = " ".join(f"acc[{i * nmax} + j] = a{i};" for i in range(MB))
+    # DSP extension: four codes per word; SXTB16/UXTB16 split even and odd bytes into
+    # 16-bit pairs, SMLAD multiplies both pairs and adds them to the accumulator
+    dsp_w = (f"const uint32_t v0 = qcc_ld32(cj + k);\n"
+             f"const uint32_t e0 = __uxtb16(v0), o0 = qcc_uxtb16_odd(v0);\n"
+             + "\n".join(f"const uint32_t w{i}_ = qcc_ld32(wr + {i * Kp} + k);\n"
+                         f"a{i} = __smlad(__sxtb16(w{i}_), e0, __smlad(qcc_sxtb16_odd(w{i}_), o0, a{i}));"
+                         for i in range(MB)))
     return f"""\
 for (int32_t m0 = 0; m0 < {Mgp}; m0 += {MB}) {{
     const int32_t *bf = BF + {G_index} * {Mgp} + m0;
@@ -519,10 +536,16 @@ for (int32_t m0 = 0; m0 < {Mgp}; m0 += {MB}) {{
     for (int32_t j = 0; j < n; j++) {{
         const qcc_u8 *cj = col + j * {Kp};
         int32_t {accs};
+#if defined(__ARM_FEATURE_DSP)
+        for (int32_t k = 0; k < {Kp}; k += 4) {{
+{_indent(dsp_w, 12)}
+        }}
+#else
         for (int32_t k = 0; k < {Kp}; k++) {{
             const int32_t v = cj[k];
             {macs}
         }}
+#endif
         {saves}
     }}
     for (int32_t i = 0; i < {MB} && m0 + i < {Mg}; i++) {{
@@ -680,6 +703,55 @@ for (int32_t gi = 0; gi < {g.G}; gi++) {{
     }}
 }}"""
     return body, col_bytes + MB * nmax * 4
+
+
+def _conv_dw_planar_body(g: _Conv, store: str) -> tuple[str, int]:
+    """One input channel per output, for targets without wide SIMD: the channel's
+    plane is copied into a scratch plane bordered with the zero point (when
+    padded), then every output sums its KH*KW taps unrolled, without a bounds
+    check, the weights in registers: acc = (bias - zx * sum(w)) + sum(w * x)."""
+    zx = int(g.x.qp.zero_point[0])
+    xt = atype(g.x.dtype)
+    KT = g.KH * g.KW
+    folded = g.bias - zx * g.wv.sum(axis=1)
+    Hp = max(g.PT + g.H, (g.OH - 1) * g.SH + (g.KH - 1) * g.DH + 1)
+    Wp = max(g.PL + g.W, (g.OW - 1) * g.SW + (g.KW - 1) * g.DW + 1)
+    padded = not g.no_pad or Hp != g.H or Wp != g.W
+    plane = -(-Hp * Wp // 64) * 64 if padded else 0
+    d, fold_expr = _table("BP", "int32_t", folded)
+    d += array("WQ", "int8_t", g.wv.reshape(-1), 24)  # its own copy: the other branch reads WD
+    wload = "\n".join(f"const int32_t k{t} = WQ[m * {KT} + {t}];" for t in range(KT))
+    rows = "\n".join(f"const {xt} *r{kh} = src + (oh * {g.SH} + {kh * g.DH}) * {Wp};" for kh in range(g.KH))
+    terms = " + ".join(f"k{kh * g.KW + kw} * r{kh}[ow * {g.SW} + {kw * g.DW}]"
+                       for kh in range(g.KH) for kw in range(g.KW))
+    if padded:
+        copy = f"""\
+const {xt} *src = xq;
+for (int32_t i = 0; i < {Hp * Wp}; i++) xq[i] = {zx};
+for (int32_t ih = 0; ih < {g.H}; ih++) memcpy(xq + (ih + {g.PT}) * {Wp} + {g.PL}, xc + ih * {g.W}, {g.W} * sizeof(*xq));"""
+    else:
+        copy = f"const {xt} *src = xc;"
+    body = f"""\
+{d}{f"{xt} *xq = ({xt} *)scratch;" if padded else ""}
+qcc_i32 *accp = (qcc_i32 *)(scratch + {plane});
+for (int32_t b = 0; b < {g.N}; b++)
+for (int32_t m = 0; m < {g.M}; m++) {{
+    const {xt} *xc = x + (b * {g.C} + m / {g.Mg}) * {g.H * g.W};
+{_indent(copy, 4)}
+{_indent(wload, 4)}
+    const int32_t b0 = {fold_expr};
+    for (int32_t oh = 0; oh < {g.OH}; oh++) {{
+{_indent(rows, 8)}
+        qcc_i32 *ar = accp + oh * {g.OW};
+        for (int32_t ow = 0; ow < {g.OW}; ow++) ar[ow] = b0 + {terms};
+    }}
+    {{
+        const qcc_i32 *ab = accp;
+        {atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {g.OH * g.OW};
+        for (int32_t j = 0; j < {g.OH * g.OW}; j++) {store}
+    }}
+}}"""
+    return body, plane + g.OH * g.OW * 4
 
 
 DW_CB = 16  # channels per depthwise block: one vector of int32 accumulators
@@ -956,7 +1028,7 @@ def _fully_connected(c: Ctx, op) -> Kernel:
     if acc_bits == 32 and x.dtype == np.int8 and y.dtype.itemsize <= 2 and _u8_sums_fit(wv, bias, int(zx)):
         c.inp("x", x), c.out("y", y), c.scratch("scratch", "qcc_u8")
         body, scratch = _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi)
-        return c.kernel(_indent(body, 4), scratch=scratch)
+        return c.kernel(_indent(body, 4), scratch=scratch, vector=True)
     d, init_expr = _table("B0", acc_t, bias - zx * wv.sum(axis=1))  # no padding: fold zx
     decl += d
     c.inp("x", x), c.out("y", y)
@@ -990,7 +1062,7 @@ def _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi) -
     bits = w.const_bits if w.const_bits in (2, 4) else 8
     rb = max(1, min(rows, GEMM_COL_BYTES // Kp))
     sdecl, scratch = _gemm_scratch(rb, Kp, bits != 8)
-    store = (f"ym[j * {N}] = ({ctype(y.dtype)})qcc_clamp(qcc_requant32(ab[j], {m0}, {sh}) + {lit(zy)}, "
+    store = (f"ym[j * {N}] = ({ctype(y.dtype)})qcc_clamp(qcc_rq32(ab[j], {m0}, {sh}) + {lit(zy)}, "
              f"{lit(lo)}, {lit(hi)});")
     core = _gemm_core(G_index="0", Mg=N, Kp=Kp, nmax=rb, bits=bits, wbuf=bits != 8,
                       y_row=f"{atype(y.dtype)} *ym = y + r0 * {N} + m;", store=store)
@@ -1438,7 +1510,8 @@ for (int32_t r = 0; r < {inner}; r++) {{
     const int64_t recip = ((INT64_C(1) << {k}) + sum / 2) / sum;
     for (int32_t j = 0; j < {n}; j++) {{
         const int64_t e = EXP[mx - x[base + j * {inner}]];
-        y[base + j * {inner}] = ({ctype(y.dtype)})qcc_clamp({lit(y.qp.zero_point[0])} + ((e * recip + {lit(1 << (shift - 1))}) >> {shift}), {lit(y.qp.qmin)}, {lit(y.qp.qmax)});
+        const int64_t v = {lit(y.qp.zero_point[0])} + ((e * recip + {lit(1 << (shift - 1))}) >> {shift});
+        y[base + j * {inner}] = ({ctype(y.dtype)})qcc_clamp(v, {lit(y.qp.qmin)}, {lit(y.qp.qmax)});
     }}
 }}"""
     return c.kernel(_indent(array("EXP", "int32_t", table, 8), 4) + "\n" + _indent(body, 4))

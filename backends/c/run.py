@@ -277,7 +277,7 @@ def pack_inputs(meta: dict, inputs: Mapping[str, np.ndarray], codes: bool) -> tu
         if n is not None and a.shape[0] != n:
             raise QccError(f"input {d['name']!r}: {a.shape[0]} samples, other inputs have {n}")
         n = a.shape[0]
-        arrays.append(a.reshape(a.shape[0], -1))
+        arrays.append(a.reshape(a.shape[0], math.prod(want)))
     n = n or 0
     return b"".join(a[s].tobytes() for s in range(n) for a in arrays), n
 
