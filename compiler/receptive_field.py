@@ -228,7 +228,8 @@ def _tileable(op: Operation, g: Graph) -> bool:
     is_concat = isinstance(op, q.ConcatOp) or isinstance(op, donnx.OnnxOp) and op.onnx_type == "Concat"
     if is_concat and attr_of(op, "axis", 0) % 4 in (2, 3):
         return False
-    for v in op.operands:
+    per_channel = isinstance(op, donnx.OnnxOp) and op.onnx_type == "BatchNormalization"
+    for v in op.operands[:1] if per_channel else op.operands:  # BatchNormalization: [C] operands are per channel
         s = shape_of(v)
         if v in runtime:
             if len(s) != 4 or s[2:] != y[2:]:

@@ -583,10 +583,14 @@ class Lowering:
         return b.subi(v, sign)
 
     def read_int(self, b: B, v: SSAValue, mem, idx, ty=i64):
+        """Element idx of an integer tensor, widened to `ty` (unsigned codes zero-extended)."""
         t = self.tensor(v)
         if t.packed is not None:
             return b.sext(self.unpack(b, t, mem, idx), ty)
-        return b.sext(b.load(mem, idx), ty)
+        raw = b.load(mem, idx)
+        if t.qp is not None and not t.qp.signed and raw.type != ty:
+            return b.add(arith.ExtUIOp(raw, ty))
+        return b.sext(raw, ty)
 
 
 LOWERINGS: dict = {}
@@ -958,10 +962,17 @@ def _int_softmax(lw: Lowering, b: B, op) -> None:
 # ------------------------------------------------------------------ pooling
 
 
-def _window(lw: Lowering, b: B, op, ks, strd, dils, pb, init: Callable, tap: Callable, done: Callable) -> None:
+def _window(lw: Lowering, b: B, op, ks, strd, dils, pb, init: Callable, tap: Callable, done: Callable,
+            need_tap: bool = True) -> None:
     """For every output position: carried = init(); over the window's valid taps
-    carried = tap(bb, v, carried); store done(bb, carried)."""
+    carried = tap(bb, v, carried); store done(bb, carried). With `need_tap`, a window
+    lying entirely in the padding is refused (no maximum, a count of zero)."""
     x, y = lw.tensor(op.operands[0]), lw.tensor(op.results[0])
+    if need_tap:
+        for d in range(len(ks)):
+            for o in range(y.shape[2 + d]):
+                if not any(0 <= o * strd[d] - pb[d] + k * dils[d] < x.shape[2 + d] for k in range(ks[d])):
+                    raise QccError(f"{_where(op)}: a pooling window lies entirely in the padding")
     hw = (lambda v, f: (f, v[0]) if len(v) == 1 else (v[0], v[1]))
     H, W = hw(x.shape[2:], 1)
     OH, OW = hw(y.shape[2:], 1)
@@ -1028,7 +1039,8 @@ def _avg_pool(lw: Lowering, b: B, op) -> None:
         return finish(bb, avg, zp, y.qp.qmin, y.qp.qmax, y.elem)
 
     _window(lw, b, op, ks, strd, dils, pb, lambda bb: [bb.c(0), bb.c(0)],
-            lambda bb, v, s, cnt: [bb.addi(s, bb.subi(v, bb.c(zp))), bb.addi(cnt, bb.c(1))], done)
+            lambda bb, v, s, cnt: [bb.addi(s, bb.subi(v, bb.c(zp))), bb.addi(cnt, bb.c(1))], done,
+            need_tap=not include_pad)
 
 
 @_lowers(q.GlobalAvgPoolOp)

@@ -328,3 +328,13 @@ def test_unsupported_float_ops_are_clear_errors():
     g.op("Conv", [g.input((1, 2, 5, 5)), g.input((3, 2, 3, 3))])
     with pytest.raises(qcc.QccError, match=r"onnx\.Conv 'conv_1'.*weights.*constant"):
         emit_model(qcc.import_model(g.model()))
+
+
+def test_constants_are_exact(gcc, tmp_path):
+    """Weights are written as the shortest decimals that read back to the same float32."""
+    tricky = np.array([1.0, -0.0, 0.1, 1 / 3, 3.4028235e38, -1.1754944e-38, 1e-45, 123456.79, -2.5e-7],
+                      np.float32)
+    g = Graph()
+    g.op("Add", [g.input((1, tricky.size), lo=0.0, hi=0.0), g.const(tricky)])
+    res = g.check(tmp_path, tol=0.0)
+    np.testing.assert_array_equal(res["got"]["y1"], np.broadcast_to(tricky, (2, tricky.size)))

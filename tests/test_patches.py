@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper
+from xdsl.dialects.builtin import DenseArrayBase, i64
 
 import qcc
 from qcc import receptive_field as rf
@@ -246,13 +247,13 @@ def test_int8_patch_based_is_bit_exact(name, grid, digits, monkeypatch):
 
 
 @pytest.mark.parametrize("grid", ["2x2", "3x3", "5x5", "auto"])
-def test_int8_mobilenetv2_style_bit_exact_every_split(grid, monkeypatch):
+def test_int8_mobilenetv2_style_bit_exact_at_many_splits(grid, monkeypatch):
     x = RNG.standard_normal((6, 3, 48, 48)).astype(np.float32)
     m = quantized(mbv2_style(48), {"input": x})
     ref = run_samples(m, {"input": x})
     g = rf.graph(m)
     splits = rf.candidates(g) if grid != "auto" else [None]
-    for split in splits[::3]:
+    for split in splits[::3]:  # every third split: stem, inside and between inverted residuals
         if split is None:
             tile(m, grid)
         else:
@@ -261,8 +262,6 @@ def test_int8_mobilenetv2_style_bit_exact_every_split(grid, monkeypatch):
             fixed = rf.parse_grid(grid)
             if min(rf.shape_of(g.ops[split].results[0])[2:]) < fixed[0]:
                 continue
-            from xdsl.dialects.builtin import DenseArrayBase, i64
-
             g.ops[split].attributes[GRID_ATTR] = DenseArrayBase.from_list(i64, list(fixed))
         calls = _count_patches(monkeypatch)
         out = run_samples(m, {"input": x})
@@ -291,8 +290,6 @@ def test_float_patch_based_on_branchy_linear_graph():
     for split in rf.candidates(g):
         for op in g.ops:
             op.attributes.pop(GRID_ATTR, None)
-        from xdsl.dialects.builtin import DenseArrayBase, i64
-
         h = rf.shape_of(g.ops[split].results[0])[2]
         g.ops[split].attributes[GRID_ATTR] = DenseArrayBase.from_list(i64, [min(3, h), min(2, h)])
         out = run_samples(m, {"input": x})
@@ -422,8 +419,6 @@ def test_patch_interpreter_matches_generated_c(name, tmp_path, digits):
 
 
 def test_a_split_marked_on_a_non_cut_is_refused(digits):
-    from xdsl.dialects.builtin import DenseArrayBase, i64
-
     m = quantized(str(MODELS / "resnet_digits.onnx"), {"input": digits[:8]})
     g = rf.graph(m)
     inside_block = next(i for i, op in enumerate(g.ops) if i not in rf.candidates(g) and op.name == "quant.conv")
@@ -477,8 +472,6 @@ def test_ceil_mode_pools_and_asymmetric_pads():
         g = rf.graph(m)
         for op in g.ops:
             op.attributes.pop(GRID_ATTR, None)
-        from xdsl.dialects.builtin import DenseArrayBase, i64
-
         fixed = rf.parse_grid(grid)
         g.ops[len(g.ops) - 1].attributes[GRID_ATTR] = DenseArrayBase.from_list(i64, list(fixed))
         out = run_samples(m, {"input": x})
@@ -513,8 +506,6 @@ def test_snap_keeps_outlier_tiles_and_puts_the_others_on_the_low_bit_grid():
 
 
 def test_value_driven_precision_is_applied_per_tile(digits):
-    from xdsl.dialects.builtin import DenseArrayBase, i64
-
     from qcc.patch_precision import PRECISION_ATTR, assign
 
     m = quantized(str(MODELS / "mbv3_digits.onnx"), {"input": digits[:8]})
@@ -532,3 +523,24 @@ def test_value_driven_precision_is_applied_per_tile(digits):
     same = run_samples(m, {"input": digits})
     for k in ref:
         np.testing.assert_array_equal(same[k], ref[k])
+
+
+def test_batchnorm_per_channel_operands_do_not_block_tiling():
+    n = _Net([1, 2, 12, 12], seed=4)
+    c = n.conv("input", 2, 3, 3, 1)
+    names = []
+    for what, vals in (("g", [1.0, 2.0, 0.5]), ("b", [0.1, -0.2, 0.3]), ("m", [0.0, 0.5, -0.5]), ("v", [1.0, 2.0, 4.0])):
+        names.append(n._name(what))
+        n.inits.append(helper.make_tensor(names[-1], TensorProto.FLOAT, [3], vals))
+    bn = n.op("BatchNormalization", [c, *names])
+    y = n.conv(n.op("Relu", [bn]), 3, 3, 3, 2)
+    m = qcc.import_model(n.model(y, [1, 3, 6, 6]))
+    g = rf.graph(m)
+    bn_index = next(i for i, op in enumerate(g.ops) if op.onnx_type == "BatchNormalization")
+    assert bn_index in rf.candidates(g) and len(g.ops) - 1 in rf.candidates(g)
+    x = RNG.standard_normal((2, 2, 12, 12)).astype(np.float32)
+    ref = run_samples(m, {"input": x})
+    tile(m, "3x3")
+    out = run_samples(m, {"input": x})
+    for k in ref:
+        np.testing.assert_allclose(out[k], ref[k], rtol=1e-5, atol=1e-5)

@@ -73,7 +73,8 @@ def float_array(sym: str, values, per_line: int = 8, qualifier: str = "static co
     vals = np.asarray(values, np.float32).reshape(-1)
     if vals.size and not np.all(np.isfinite(vals)):
         raise QccError(f"the C backend cannot write non-finite constants ({sym})")
-    items = [flit(v) for v in vals.tolist()] or ["0.0f"]
+    # numpy prints float32 scalars as their shortest round-tripping decimal (as flit)
+    items = [t + "f" if "." in t or "e" in t else t + ".0f" for t in map(str, vals)] or ["0.0f"]
     lines = [", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line)]
     return f"{qualifier} float {sym}[{len(items)}] = {{\n    " + ",\n    ".join(lines) + "\n};\n"
 
