@@ -110,19 +110,22 @@ def windows(op: Operation) -> tuple[Window, Window] | None:
     if attr_of(op, "auto_pad", "NOTSET") not in ("NOTSET", "VALID"):
         return None
     is_conv = isinstance(op, q.ConvOp) or isinstance(op, donnx.OnnxOp) and op.onnx_type == "Conv"
-    if is_conv:
-        ks = attr_of(op, "kernel_shape") or shape_of(op.operands[1])[2:]
-    else:
-        ks = attr_of(op, "kernel_shape")
-        if attr_of(op, "ceil_mode", 0) and not isinstance(op, q.MaxPoolOp) and not (
-                isinstance(op, donnx.OnnxOp) and op.onnx_type == "MaxPool"):
-            return None  # ceil-mode averages count their partial windows differently
-    strides = list(attr_of(op, "strides", None) or [1, 1])
-    dil = list(attr_of(op, "dilations", None) or [1, 1])
-    pads = list(attr_of(op, "pads", None) or [0, 0, 0, 0])
-    if len(ks) != 2 or len(strides) != 2 or len(pads) != 4:
+    ks = attr_of(op, "kernel_shape")
+    if ks is None and is_conv:
+        ks = shape_of(op.operands[1])[2:]
+    if not is_conv and attr_of(op, "ceil_mode", 0) and not isinstance(op, q.MaxPoolOp) and not (
+            isinstance(op, donnx.OnnxOp) and op.onnx_type == "MaxPool"):
+        return None  # ceil-mode averages count their partial windows differently
+
+    def ints(key: str, default: list[int]) -> list[int]:
+        v = attr_of(op, key)
+        return default if v is None else [int(x) for x in v]
+
+    ks = [] if ks is None else [int(k) for k in ks]
+    strides, dil, pads = ints("strides", [1, 1]), ints("dilations", [1, 1]), ints("pads", [0, 0, 0, 0])
+    if len(ks) != 2 or len(strides) != 2 or len(dil) != 2 or len(pads) != 4:
         return None
-    return tuple(Window(int(ks[i]), int(strides[i]), int(dil[i]), int(pads[i])) for i in range(2))  # type: ignore
+    return Window(ks[0], strides[0], dil[0], pads[0]), Window(ks[1], strides[1], dil[1], pads[1])
 
 
 def op_macs(op: Operation) -> int:

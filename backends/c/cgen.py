@@ -244,6 +244,17 @@ static inline int32_t qcc_rq32(int32_t acc, int32_t m0, int shift) {
     return (int32_t)qcc_asr(h, e) + (rem > threshold);
 }
 
+/* qcc_rq32 for shift = -e <= 0 (multipliers below 1, the usual case): no
+   saturating left shift, and the rounding shift in 32-bit arithmetic. */
+static inline int32_t qcc_rq32_down(int32_t acc, int32_t m0, int e) {
+    const int32_t h = (int32_t)qcc_asr((int64_t)acc * m0 + ((int64_t)1 << 30), 31);
+    const uint32_t mask = (uint32_t)((((uint64_t)1) << e) - 1u);
+    const uint32_t rem = (uint32_t)h & mask;
+    const uint32_t threshold = (mask >> 1) + (h < 0);
+    const int32_t q = h >= 0 ? h >> e : ~(~h >> e);
+    return q + (rem > threshold);
+}
+
 /* requantize64 (TFLite's 16x8 kernels): the Q0.31 multiplier rounded to 16
    bits, then sat32((acc * m16 + 2^(14 - shift)) >> (15 - shift)); shift < 8. */
 static inline int64_t qcc_requant64(int64_t acc, int32_t m0, int shift) {

@@ -392,9 +392,14 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
     lo, hi = _clamp_bounds(op)
     decl, m0, sh = _multiplier_tables(x.qp.scale[0] * np.asarray(g.w.qp.scale) / y.qp.scale[0], g.M, g.acc_bits)
 
+    shifts = nx.quantize_multipliers(np.asarray(x.qp.scale[0] * np.asarray(g.w.qp.scale) / y.qp.scale[0],
+                                                np.float64).reshape(-1))[1]
+
     def outf(acc: str) -> str:
-        rq = "qcc_rq32" if g.acc_bits == 32 and acc == "ab[j]" else req  # fast paths: int32 accumulators
-        code = f"qcc_clamp({rq}({acc}, {m0}, {sh}) + {lit(zy)}, {lit(lo)}, {lit(hi)})"
+        rq, shx = req, sh
+        if g.acc_bits == 32 and acc == "ab[j]":  # fast paths: int32 accumulators
+            rq, shx = ("qcc_rq32_down", f"-{sh}") if np.all(shifts <= 0) else ("qcc_rq32", sh)
+        code = f"qcc_clamp({rq}({acc}, {m0}, {shx}) + {lit(zy)}, {lit(lo)}, {lit(hi)})"
         if add is None:
             return f"ym[j] = ({ctype(y.dtype)}){code};"
         return f"{{\n    const int32_t cq_ = {code};\n{_indent(_add_codes(c, add, g.y, 'cq_', 'res[ym - y + j]'), 4)}\n}}"
