@@ -398,7 +398,7 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
     def outf(acc: str) -> str:
         rq, shx = req, sh
         if g.acc_bits == 32 and acc == "ab[j]":  # fast paths: int32 accumulators
-            rq, shx = ("qcc_rq32_down", f"-{sh}") if np.all(shifts <= 0) else ("qcc_rq32", sh)
+            rq, shx = ("qcc_rq32_down", _negate(sh)) if np.all(shifts <= 0) else ("qcc_rq32", sh)
         code = f"qcc_clamp({rq}({acc}, {m0}, {shx}) + {lit(zy)}, {lit(lo)}, {lit(hi)})"
         if add is None:
             return f"ym[j] = ({ctype(y.dtype)}){code};"
@@ -448,6 +448,11 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
         body, scratch = _conv_planes_body(g, acc_t, init_expr, out, g.no_pad)
     decl += d
     return c.kernel(_indent(f"#define ACC {acc_t}\n{decl}{body}\n#undef ACC", 4), scratch=scratch)
+
+
+def _negate(expr: str) -> str:
+    """-expr for a shift: a literal stays a literal (no "--5")."""
+    return str(-int(expr)) if re.fullmatch(r"-?\d+", expr) else f"-{expr}"
 
 
 def _epilogue_of(add) -> int:
@@ -1067,7 +1072,10 @@ def _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi) -
     bits = w.const_bits if w.const_bits in (2, 4) else 8
     rb = max(1, min(rows, GEMM_COL_BYTES // Kp))
     sdecl, scratch = _gemm_scratch(rb, Kp, bits != 8)
-    store = (f"ym[j * {N}] = ({ctype(y.dtype)})qcc_clamp(qcc_rq32(ab[j], {m0}, {sh}) + {lit(zy)}, "
+    shifts = nx.quantize_multipliers(np.asarray(x.qp.scale[0] * np.asarray(w.qp.scale) / y.qp.scale[0],
+                                                np.float64).reshape(-1))[1]
+    rq, sh = ("qcc_rq32_down", _negate(sh)) if np.all(shifts <= 0) else ("qcc_rq32", sh)
+    store = (f"ym[j * {N}] = ({ctype(y.dtype)})qcc_clamp({rq}(ab[j], {m0}, {sh}) + {lit(zy)}, "
              f"{lit(lo)}, {lit(hi)});")
     core = _gemm_core(G_index="0", Mg=N, Kp=Kp, nmax=rb, bits=bits, wbuf=bits != 8,
                       y_row=f"{atype(y.dtype)} *ym = y + r0 * {N} + m;", store=store)
