@@ -441,7 +441,11 @@ class Lowering:
         for v in self.body_out:
             if root(v) in live:
                 touch(v, n)
-        bufs: dict[SSAValue, arena.Buffer] = {}
+        bufs: dict = {}
+        for k, op in enumerate(self.body):  # scratch: one output channel's unpacked 2/4-bit weights
+            if isinstance(op, q.ConvOp) and self.tensor(op.operands[1]).packed is not None:
+                w = self.tensor(op.operands[1])
+                bufs[op] = arena.Buffer(f"scratch{k}", w.size // w.shape[0], k, k)
         for r, (s, e) in live.items():
             if not self.q_edge and (r in self.body_in or r in self.body_out):
                 continue  # the caller's arrays
@@ -460,6 +464,11 @@ class Lowering:
             return b.add(memref.ViewOp(ar, b.i(buf.offset), [], t.mtype))
 
         return make
+
+    def scratch(self, b: B, op, n: int) -> SSAValue:
+        """The op's scratch buffer in the arena as memref<n x i8>."""
+        ar = b.add(memref.GetGlobalOp("qcc_arena", MemRefType(i8, [max(self.arena_bytes, 1)])))
+        return b.add(memref.ViewOp(ar, b.i(self.buffers[op].offset), [], MemRefType(i8, [n])))
 
     def _const_ref(self, t: TensorInfo) -> Callable[[B], SSAValue]:
         if not hasattr(t, "sym"):
@@ -571,16 +580,15 @@ class Lowering:
 
     # ---- shared pieces of kernels
     def unpack(self, b: B, t: TensorInfo, mem, idx):
-        """A packed 2/4-bit code as i32: (p[i / per] >> (i % per) * bits) & mask, sign-extended."""
+        """A packed 2/4-bit code as i32: field (i % per) of byte i / per, sign-extended by
+        shifting it to the top of the word and back (two's complement within the field)."""
         bits = t.qp.bits
         per = 8 // bits
         i32i = b.add(arith.IndexCastOp(idx, i32))
-        byte = b.load(mem, b.add(arith.DivUIOp(idx, b.i(per))))
-        byte = b.add(arith.ExtUIOp(byte, i32))
+        byte = b.add(arith.ExtUIOp(b.load(mem, b.add(arith.DivUIOp(idx, b.i(per)))), i32))
         sh = b.muli(b.add(arith.RemUIOp(i32i, b.c(per, i32))), b.c(bits, i32))
-        v = b.add(arith.AndIOp(b.add(arith.ShRUIOp(byte, sh)), b.c((1 << bits) - 1, i32)))
-        sign = b.add(arith.ShLIOp(b.add(arith.AndIOp(v, b.c(1 << (bits - 1), i32))), b.c(1, i32)))
-        return b.subi(v, sign)
+        top = b.add(arith.ShLIOp(byte, b.subi(b.c(32 - bits, i32), sh)))
+        return b.shr(top, b.c(32 - bits, i32))
 
     def read_int(self, b: B, v: SSAValue, mem, idx, ty=i64):
         """Element idx of an integer tensor, widened to `ty` (unsigned codes zero-extended)."""
@@ -768,6 +776,15 @@ def _conv(lw: Lowering, b: B, op) -> None:
         b_in, b_border = init(folded, fsym), init(bias, bsym)
         xbase = bb.lin([(n, C * H * W), (g, Cg * H * W)])
         wbase = bb.muli(m, bb.i(Cg * KH * KW))
+        wmem, wval = wm, op.operands[1]
+        if w.packed is not None:  # unpack once per output channel, not once per output pixel
+            K = Cg * KH * KW
+            wmem, wval = lw.scratch(bb, op, K), None
+            bb.loop(K, lambda b2, k: b2.store(b2.trunc(lw.unpack(b2, w, wm, b2.addi(wbase, k)), i8), wmem, k))
+            wbase = bb.i(0)
+
+        def wread(b3: B, wi):
+            return lw.read_int(b3, wval, wmem, wi, acc_t) if wval is not None else b3.sext(b3.load(wmem, wi), acc_t)
         ybase = bb.lin([(n, M * OH * OW), (m, OH * OW)])
 
         def pixels(b2: B, oh, ow, interior: bool, U: int = 1):
@@ -788,7 +805,7 @@ def _conv(lw: Lowering, b: B, op) -> None:
                 iw = b3.addi(iw0, b3.muli(kw, b3.i(DW)))
                 xi = b3.addi(b3.addi(xbase, b3.muli(cg, b3.i(H * W))), b3.addi(b3.muli(ih, b3.i(W)), iw))
                 wi = b3.addi(wbase, b3.lin([(cg, KH * KW), (kh, KW), (kw, 1)]))
-                wq = lw.read_int(b3, op.operands[1], wm, wi, acc_t)
+                wq = wread(b3, wi)
                 if interior:
                     return [b3.addi(a, b3.muli(lw.read_int(b3, op.operands[0], xm,
                                                            b3.addi(xi, b3.i(u * SW)) if u else xi, acc_t), wq))
@@ -847,26 +864,34 @@ def _fully_connected(lw: Lowering, b: B, op) -> None:
     bias, bsym = _bias_table(lw, op, Nn, w.const.astype(np.int64), zx, True)
     xm, wm, ym = lw.mem(b, op.operands[0]), lw.mem(b, op.operands[1]), lw.mem(b, op.results[0])
 
-    def per_out(bb: B, n):
-        p = rq.at(bb, n)
-        b0 = bb.c(int(bias[0]), acc_t) if bsym is None else bb.trunc(bb.load(lw.get_global(bb, bsym), n), acc_t)
-        wbase = bb.muli(n, bb.i(K))
+    def per_out(bb: B, n0, U: int):
+        """Outputs n0 .. n0 + U - 1 of every row: U accumulators share each input load."""
+        ns = [n0 if u == 0 else bb.addi(n0, bb.i(u)) for u in range(U)]
+        ps = [rq.at(bb, n) for n in ns]
+        b0 = [bb.c(int(bias[0]), acc_t) if bsym is None else bb.trunc(bb.load(lw.get_global(bb, bsym), n), acc_t)
+              for n in ns]
+        wbase = [bb.muli(n, bb.i(K)) for n in ns]
 
         def row(b2: B, r):
             xbase = b2.muli(r, b2.i(K))
 
-            def mac(b3: B, k, acc):
+            def mac(b3: B, k, *accs):
                 xv = lw.read_int(b3, op.operands[0], xm, b3.addi(xbase, k), acc_t)
-                wv = lw.read_int(b3, op.operands[1], wm, b3.addi(wbase, k), acc_t)
-                return [b3.addi(acc, b3.muli(xv, wv))]
+                return [b3.addi(a, b3.muli(xv, lw.read_int(b3, op.operands[1], wm, b3.addi(wb, k), acc_t)))
+                        for a, wb in zip(accs, wbase)]
 
-            acc = b2.loop(K, mac, [b0])[0]
-            v = rq.apply(b2, b2.sext(acc, i64), p)
-            b2.store(finish(b2, v, zy, lo, hi, y.elem), ym, b2.addi(b2.muli(r, b2.i(Nn)), n))
+            accs = b2.loop(K, mac, b0)
+            for n, p, acc in zip(ns, ps, accs):
+                v = rq.apply(b2, b2.sext(acc, i64), p)
+                b2.store(finish(b2, v, zy, lo, hi, y.elem), ym, b2.addi(b2.muli(r, b2.i(Nn)), n))
 
         bb.loop(R, lambda b2, r: row(b2, r))
 
-    b.loop(Nn, per_out)
+    U = BLOCK if Nn >= BLOCK else 1
+    full = Nn // U * U
+    b.loop(full, lambda bb, n: per_out(bb, n, U), step=U)
+    if full < Nn:
+        b.loop(Nn, lambda bb, n: per_out(bb, n, 1), lo=full)
 
 
 # ------------------------------------------------------------ elementwise

@@ -221,11 +221,13 @@ def test_conv_paths_match_interpreter(vectors, gcc, tmp_path):
     assert "F8_VMADD(a, wk, xv)" in text and "W4" in text and "WT" in text  # depthwise, tiled and per-position
 
 
-def test_conv_paths_under_sanitizers(gcc, tmp_path):
-    conv_graph(seed=1).check(tmp_path, sanitize=True)
+@pytest.mark.parametrize("graph", ["conv", "matrix", "pool"])
+def test_no_out_of_bounds_access_under_sanitizers(graph, gcc, tmp_path):
+    {"conv": lambda: conv_graph(seed=1), "matrix": matrix_graph, "pool": pool_graph}[graph]().check(
+        tmp_path, sanitize=True)
 
 
-def test_matrix_products(gcc, tmp_path):
+def matrix_graph() -> Graph:
     g = Graph()
     a = g.input((1, 7))
     g.op("Gemm", [a, g.weights((5, 7)), g.weights((5,))], transB=1)
@@ -238,7 +240,11 @@ def test_matrix_products(gcc, tmp_path):
     g.op("MatMul", [g.input((1, 5)), g.weights((5,))])  # 1-D B
     g.op("MatMul", [g.input((1, 2, 3, 4)), g.input((1, 4, 5))])  # both run-time, batch broadcast
     g.op("MatMul", [g.input((1, 4, 3)), g.input((1, 2, 1, 3, 6))])
-    g.check(tmp_path)
+    return g
+
+
+def test_matrix_products(gcc, tmp_path):
+    matrix_graph().check(tmp_path)
 
 
 def test_elementwise_and_broadcasting(gcc, tmp_path):
@@ -267,7 +273,7 @@ def test_elementwise_and_broadcasting(gcc, tmp_path):
     assert res["cm"].io["libm"]  # expf, tanhf, sqrtf
 
 
-def test_pooling_and_reductions(gcc, tmp_path):
+def pool_graph() -> Graph:
     g = Graph()
     x = g.input((1, 3, 11, 10))
     g.op("MaxPool", [x], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])
@@ -282,7 +288,11 @@ def test_pooling_and_reductions(gcc, tmp_path):
     g.op("ReduceMean", [x, g.const(np.array([2, 3], np.int64))], keepdims=1)
     g.op("ReduceMean", [x, g.const(np.array([1], np.int64))], keepdims=0)
     g.op("ReduceMean", [x, g.const(np.array([-1, 1], np.int64))], keepdims=0)
-    g.check(tmp_path)
+    return g
+
+
+def test_pooling_and_reductions(gcc, tmp_path):
+    pool_graph().check(tmp_path)
 
 
 def test_data_movement_and_views(gcc, tmp_path):

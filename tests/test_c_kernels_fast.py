@@ -32,7 +32,7 @@ from qcc.passes.fuse_residual_add import EPILOGUE_OF, FuseResidualAddPass
 
 # the marker each path leaves in its kernel: re-laid-out weight tables
 MARKERS = {"gemm": ("static const int8_t W8[", "static const uint8_t WP["), "pix": ("static const int8_t WT[",),
-           "dw": ("static const int8_t WD[",)}
+           "dw": ("static const int8_t WD[", "static const int8_t WQ[")}
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -53,7 +53,7 @@ def conv8(rng, i: int, depthwise: bool, big: bool = False) -> tuple[Case, None]:
     ks = [int(rng.integers(1, 6)) for _ in range(nd)]
     strides = [int(rng.integers(1, 3)) for _ in range(nd)]
     dils = [int(rng.integers(1, 3)) if i % 4 == 1 else 1 for _ in range(nd)]
-    lo_sp = 20 if big else 3
+    lo_sp = 24 if big else 3
     sp = [max(int(rng.integers(lo_sp, lo_sp + 12)), (k - 1) * d + 1) for k, d in zip(ks, dils)]
     pads = [int(rng.integers(0, k)) for k in ks] * 2 if i % 3 else [0] * (2 * nd)
     x_bits = [8, 8, 4][i % 3]
@@ -96,6 +96,8 @@ def test_fast_conv_paths_are_bit_exact(path, tmp_path, monkeypatch):
     assert marks, f"no kernel took the {path} path"
     if path == "gemm":
         assert "static const uint8_t WP[" in text, "the packed sub-byte gemm form was not exercised"
+    if path == "dw":  # channel-interleaved blocks for small planes, planar rows for big ones
+        assert len(marks) == 2, marks
     check_c_against_interpreter(module, random_inputs(cases, 2, rng), tmp_path / "o2")
     check_c_against_interpreter(module, random_inputs(cases, 2, rng), tmp_path / "native",
                                 cflags=(*CFLAGS, "-O3", "-march=native"))
@@ -210,7 +212,7 @@ def test_fused_residual_add_saves_the_intermediate_buffer():
 
 
 def test_32_bit_requantization_matches_numerics(tmp_path):
-    """qcc_rq32 (the fast paths' epilogue) against qcc.numerics.requantize32 on edge
+    """qcc_rq32 and qcc_rq32_down (the fast paths' epilogues) against qcc.numerics.requantize32 on edge
     and random accumulators and every kind of multiplier qcc makes."""
     import subprocess
 
@@ -224,14 +226,18 @@ def test_32_bit_requantization_matches_numerics(tmp_path):
     cases = [(int(a), *nx.quantize_multiplier(r)) for a in accs for r in reals]
     src = ["#include <stdio.h>", PRELUDE, "int main(void) {"]
     src += [f'printf("%ld\\n", (long)qcc_rq32({lit(a)}, {lit(m)}, {s}));' for a, m, s in cases]
+    down = [(a, m, s) for a, m, s in cases if s <= 0]
+    src += [f'printf("%ld\\n", (long)qcc_rq32_down({lit(a)}, {lit(m)}, {-s}));' for a, m, s in down]
     src.append("return 0;\n}")
     (tmp_path / "t.c").write_text("\n".join(src))
     subprocess.run([compiler(), *CFLAGS, "t.c", "-o", "t"], cwd=tmp_path, check=True)
     got = [int(v) for v in subprocess.run([str(tmp_path / "t")], capture_output=True, text=True,
                                           check=True).stdout.split()]
-    a, m, s = (np.array(c, np.int64) for c in zip(*cases))
-    want = nx.requantize32(a, m, s).astype(np.int64).tolist()
-    assert got == want
+    want = []
+    for cs in (cases, down):
+        a, m, s = (np.array(c, np.int64) for c in zip(*cs))
+        want += nx.requantize32(a, m, s).astype(np.int64).tolist()
+    assert len(down) > len(cases) // 2 and got == want
 
 
 @pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])

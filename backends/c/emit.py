@@ -92,7 +92,7 @@ class _Emitter:
         self.opset = module_opset(module)
         self.in_names, self.out_names = io_names(self.fn)
         self.tensors: dict = {}  # SSAValue -> Tensor
-        self.const_text: dict[str, str] = {}  # symbol -> C definition
+        self.const_text: dict = {}  # symbol -> C definition (or a function writing it)
         self.const_bytes: dict[str, int] = {}
         self.weight_bytes = 0
         self.needs_libm = False
@@ -146,7 +146,8 @@ class _Emitter:
             return
         t = self._new_tensor(op.results[0])
         sym = f"w{t.index}"
-        self.const_text[sym] = float_array(sym, donnx.constant_array(op.results[0]))
+        values = donnx.constant_array(op.results[0])  # written only if a kernel reads the array
+        self.const_text[sym] = lambda: float_array(sym, values)
         self.const_bytes[sym] = t.nbytes
         t.const, t.data = sym, sym
         self._comments[sym] = f"{t.describe()}{self._named(op)}"
@@ -463,7 +464,8 @@ void qcc_profile_point(int step);
         for sym, decl in self.const_text.items():
             if sym in used:
                 self.weight_bytes += self.const_bytes[sym]
-                consts.append(f"/* {self._comments.get(sym, self._comments.get(sym[:-2], ''))} */\n{decl}")
+                consts.append(f"/* {self._comments.get(sym, self._comments.get(sym[:-2], ''))} */\n"
+                              f"{decl() if callable(decl) else decl}")
         out.append("\n".join(consts))
         out.append("\n/* ---- kernels, in execution order ---- */\n\n")
         out.append(text)

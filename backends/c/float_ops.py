@@ -281,9 +281,8 @@ def _channel_tiles(*, rp: int, rc: int, n: str, K: int, Mp: int, Mv: int, x_at, 
     macs = " ".join(f"F8_MADD(a{p}_{q}, x{p}, wk + {8 * q});" for p in range(rp) for q in range(rc))
     stores = []
     for p in range(rp):
-        st = "\n".join(f"memcpy(st, &a{p}_{q}, sizeof st);\n"
-                       f"for (int32_t v = 0; v < 8 && m0 + {8 * q} + v < {Mv}; v++) {y_at(p, f'm0 + {8 * q} + v')} = st[v];"
-                       for q in range(rc))
+        st = "\n".join(f"memcpy(st, &a{p}_{q}, sizeof st);\nfor (int32_t v = 0; v < 8 && m0 + {8 * q} + v < {Mv}; "
+                       f"v++) {y_at(p, f'm0 + {8 * q} + v')} = st[v];" for q in range(rc))
         stores.append(st if p == 0 else f"if (j0 + {p} < {n}) {{\n{_indent(st, 4)}\n}}")
     return f"""\
 for (int32_t j0 = 0; j0 < {n}; j0 += {rp})
@@ -303,9 +302,10 @@ for (int32_t m0 = 0; m0 < {Mp}; m0 += {8 * rc}) {{
 def _conv_gemm(c: Ctx, g: _Geom, x: Tensor, y: Tensor, wv: np.ndarray, bias: np.ndarray) -> Kernel:
     """Per group and band of output rows: gather every output position's patch into
     the columns of a [K][n] patch matrix (zeros for padding), then the product with
-    the weights. Many positions: tiles of MB channels x VB positions, the weights
-    [group][channel block][k][MB]; few positions (SE blocks, late layers): per
-    position, every output channel at once, the weights [group][k][channel]."""
+    the weights, accumulators in registers. Many positions: tiles of MB channels x
+    VB positions, the weights [group][channel block][k][MB] (one broadcast weight
+    per channel and k); few positions (SE blocks, late layers): `_channel_tiles` of
+    2 positions x 8 or 16 channels, the weights [group][k][channel]."""
     K = g.K
     pointwise = g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad
     rb = max(1, min(g.OH, COL_FLOATS // max(g.OW * K, 1)))

@@ -424,9 +424,12 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
         if path == "gemm":
             body, scratch = _conv_gemm_body(g, store)
         else:  # loops for wide SIMD, else the scalar/DSP-friendly form (see QCC_WIDE_SIMD)
-            wide, s1 = (_conv_pix_body if path == "pix" else _conv_dw_body)(g, store)
+            # big planes: along output rows (the channel interleave would cost more than the taps)
+            big = path == "dw" and g.H * g.W >= DW_PLANAR_MIN_PLANE
+            wide, s1 = (_conv_pix_body if path == "pix" else _conv_dw_planar_body if big else _conv_dw_body)(g, store)
             narrow, s2 = (_conv_gemm_body if path == "pix" else _conv_dw_planar_body)(g, store)
-            body, scratch = f"#if QCC_WIDE_SIMD\n{wide}\n#else\n{narrow}\n#endif", max(s1, s2)
+            body, scratch = (wide, s1) if wide == narrow else \
+                (f"#if QCC_WIDE_SIMD\n{wide}\n#else\n{narrow}\n#endif", max(s1, s2))
         return c.kernel(_indent(decl + body, 4), scratch=scratch, vector=True)
     # Where every tap that is summed holds a real code (no padding), or padding is
     # materialised as zx (im2col), -zx * sum(w) folds into the initial value and the
@@ -765,6 +768,7 @@ for (int32_t m = 0; m < {g.M}; m++) {{
 
 
 DW_CB = 16  # channels per depthwise block: one vector of int32 accumulators
+DW_PLANAR_MIN_PLANE = 576  # input planes this large take the planar loops on wide SIMD too (measured)
 
 
 def _conv_dw_body(g: _Conv, store: str) -> tuple[str, int]:

@@ -88,10 +88,10 @@ def emit_llvm(module: ModuleOp, target: str = "host") -> LLVMModel:
     """model.ll (target triple and data layout set) and model.h for `module`."""
     from qcc.backends.c.emit import emit_model
 
-    header = emit_model(module).files["model.h"]
     tm = target_machine(target)
     work = module.clone()
     lw = lower_to_llvm_dialect(work, TARGETS[target].index_bits)
+    header = emit_model(module).files["model.h"]  # the C backend's header: one ABI for both backends
     internal = {op.sym_name.data for op in work.ops
                 if isinstance(op, xllvm.FuncOp) and op.linkage.linkage.data == "internal"}
     mod = convert_module(work, fallback_target_triple=tm.triple, data_layout=str(tm.target_data))
