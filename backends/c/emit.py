@@ -44,6 +44,8 @@ class CModel:
     weight_bytes: int
     has_run_q: bool
     io: dict = field(default_factory=dict)
+    sram_peak_bytes: int = 0  # arena (scratch included) + input/output buffers outside it
+    sram_peak_bytes_excl_input: int = 0
 
 
 def emit_c(module: ModuleOp, target: str = "host") -> dict[str, str]:
@@ -190,7 +192,8 @@ class _Emitter:
         self._kernels()
         self._plan()
         files = {"model.c": self._model_c(), "model.h": self._model_h(), "Makefile": self._makefile()}
-        return CModel(files, self.arena_bytes, self.naive_bytes, self.weight_bytes, self.q_edge, self.io)
+        return CModel(files, self.arena_bytes, self.naive_bytes, self.weight_bytes, self.q_edge, self.io,
+                      self.sram_peak_bytes, self.sram_peak_bytes_excl_input)
 
     def _find_edges(self, body_ops) -> None:
         """run_q exists when each graph input feeds exactly one per-tensor
@@ -351,6 +354,15 @@ class _Emitter:
         self.arena_bytes = arena.plan(bufs)
         self.buffers = bufs
         self.naive_bytes = naive
+        # Peak SRAM of the integer entry point as the contract counts it: the arena (scratch
+        # included) plus whatever input/output buffers live outside it, and the same
+        # without the graph input (planned again without the input's buffer).
+        outside_in = sum(t.nbytes for t in self.body_in if self.group_of[t.index].buffer is None)
+        outside_out = sum(t.nbytes for t in self.body_out if self.group_of[t.index].buffer is None)
+        inputs = {id(self.group_of[t.index].buffer) for t in self.body_in}
+        rest = [arena.Buffer(b.name, b.size, b.start, b.end) for b in bufs if id(b) not in inputs]
+        self.sram_peak_bytes = self.arena_bytes + outside_in + outside_out
+        self.sram_peak_bytes_excl_input = arena.plan(rest) + outside_out
 
     # ----------------------------------------------------------------- text
     def _base(self, b: arena.Buffer) -> str:

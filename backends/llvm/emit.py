@@ -106,10 +106,7 @@ def emit_llvm(module: ModuleOp, target: str = "host") -> LLVMModel:
             g.align = 16
             g.unnamed_addr = True
     text = str(mod)
-    try:
-        llvm.parse_assembly(text).verify()
-    except RuntimeError as e:
-        raise QccError(f"internal: the LLVM backend produced invalid IR: {str(e).splitlines()[0]}") from None
+    llvm.parse_assembly(text).verify()  # invalid IR is a bug in qcc: an internal error, not a user error
     return LLVMModel({"model.ll": text, "model.h": header}, mod, lw.arena_bytes, lw.naive_bytes, lw.q_edge, target)
 
 
@@ -181,4 +178,4 @@ def mark_hard_float(obj: bytes) -> bytes:
                 b[i:j] = bytes((28, 1))
                 return bytes(b)
             i = j
-    raise QccError("internal: cannot record the hard-float ABI in the ARM object's attributes")
+    raise RuntimeError("cannot record the hard-float ABI in the ARM object's attributes")
