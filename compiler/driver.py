@@ -291,11 +291,19 @@ def emit_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str]:
                       "naive_activation_bytes": cm.naive_bytes, "target": opts.target,
                       "integer_entry_point": cm.has_run_q, "float": opts.float_only}
     if opts.target != "host":
-        from qcc.backends.c.targets import toolchain_missing
+        from qcc.backends.c.targets import object_sizes, toolchain_missing
 
         why = toolchain_missing(opts.target, run=False)
         if why:
-            report["warnings"].append(f"{why}: the Makefile for {opts.target} cannot build here")
+            report["warnings"].append(f"{why}: the Makefile for {opts.target} cannot build here; flash_bytes "
+                                      "is the estimate of weights and tables without code")
+        else:
+            # Flash as the target's compiler lays it out: code, weights and tables (text) + data.
+            with tempfile.TemporaryDirectory(prefix="qcc-size-") as work:
+                sizes = object_sizes(cm.files, opts.target, work)
+            totals["flash_estimate_bytes"] = totals.get("flash_bytes")
+            totals["flash_bytes"] = sizes["text"] + sizes["data"]
+            report["code"]["object_bytes"] = sizes
     return dict(cm.files)
 
 

@@ -295,3 +295,16 @@ def test_artifact_run_on_qemu(tmp_path):
     assert_bits_equal(art.run(xs)["logits"], want, "art.run()")
     with pytest.raises(qcc.QccError, match="on='mars'"):
         art.run(xs, on="mars")
+
+
+def test_report_memory_is_the_built_programs(tmp_path):
+    """For an MCU target report.json's flash_bytes is what the target's compiler lays
+    out (code + weights + tables) and sram_peak_bytes is the static arena it reserves."""
+    need("cortex-m4", run=False)
+    art = qcc.compile(str(MODELS / "lenet_digits.onnx"), str(tmp_path / "out"), target="cortex-m4", bits=(8,),
+                      quiet=True)
+    totals, obj = art.report["totals"], art.report["code"]["object_bytes"]
+    assert totals["flash_bytes"] == obj["text"] + obj["data"]
+    assert totals["flash_bytes"] > totals["weight_bytes"]  # code and requantization tables come on top
+    assert obj["bss"] >= totals["arena_bytes"] == totals["sram_peak_bytes"]  # run_q: I/O codes live in the arena
+    assert totals["sram_peak_bytes_excl_input"] <= totals["sram_peak_bytes"]

@@ -60,6 +60,11 @@ def emit_model(module: ModuleOp, *, separate_buffers: bool = False, target: str 
     return _Emitter(module, separate_buffers, target).run()
 
 
+_LOCAL_TABLE = re.compile(r"static const (\w+)\s+\w+\s*\[(\d+)\]")
+_CTYPE_BYTES = {"int8_t": 1, "uint8_t": 1, "int16_t": 2, "uint16_t": 2, "int32_t": 4, "uint32_t": 4,
+                "int64_t": 8, "uint64_t": 8, "float": 4, "double": 8}
+
+
 @dataclass
 class _Group:
     """Tensors sharing one buffer (reshape views, in-place results)."""
@@ -472,7 +477,9 @@ void qcc_profile_point(int step);
         consts = []
         code = re.sub(r"/\*.*?\*/", "", text, flags=re.S)  # names in comments do not count as uses
         used = set(re.findall(r"\b\w+\b", code))  # one pass: weight tables make the text long
-        self.weight_bytes = 0
+        # Kernels re-lay weights out into their own function-local tables; count those
+        # with the global constants (flash).
+        self.weight_bytes = sum(_CTYPE_BYTES[ct] * int(n) for ct, n in _LOCAL_TABLE.findall(code))
         for sym, decl in self.const_text.items():
             if sym in used:
                 self.weight_bytes += self.const_bytes[sym]

@@ -161,6 +161,32 @@ def build(files: Mapping[str, str], name: str, workdir, *, profile: bool = False
     return exe
 
 
+def object_sizes(files: Mapping[str, str], name: str, workdir) -> dict[str, int]:
+    """Section sizes of model.c compiled for target `name` (-O2, the generated Makefile's
+    optimisation level): `text` (code and read-only data: weights, tables), `data`
+    and `bss` (the static arena), in bytes, as binutils' `size` reports them (Berkeley
+    format). Flash holds text + data; SRAM holds data + bss."""
+    t = target(name)
+    why = toolchain_missing(name, run=False)
+    if why:
+        raise QccError(why)
+    cc = compiler_of(t)
+    size = shutil.which(cc[:-3] + "size") if cc.endswith("gcc") else shutil.which("size")
+    if size is None:
+        raise QccError(f"--target {name}: no binutils 'size' next to {cc}")
+    work = pathlib.Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    for fname in ("model.c", "model.h"):
+        (work / fname).write_text(files[fname], encoding="utf-8")
+    _compile([cc, "-std=c99", "-O2", *t.arch_flags, "-c", "model.c", "-o", "model.o"], work)
+    r = subprocess.run([size, "-B", "model.o"], cwd=work, capture_output=True, text=True)
+    rows = r.stdout.split("\n")
+    if r.returncode != 0 or len(rows) < 2:
+        raise QccError(f"{size} model.o failed: {r.stderr.strip()[-200:]}")
+    text, data, bss = (int(v) for v in rows[1].split()[:3])
+    return {"text": text, "data": data, "bss": bss}
+
+
 # -------------------------------------------------------------------- run
 
 
