@@ -370,3 +370,43 @@ def _softmax(op):
         return nx.saturate(codes, y.qmin, y.qmax, y.bits, y.signed)
 
     return run
+
+
+def _window(op: q.QuantOp, shape: tuple[int, ...], batch: int) -> tuple[slice, ...]:
+    """The index of the op's window (`offsets`, `shape`); a batch of samples keeps axis 0 whole."""
+    offs = op.attr("offsets")
+    idx = [slice(o, o + d) for o, d in zip(offs, shape)]
+    if batch != shape[0]:
+        idx[0] = slice(None)
+    return tuple(idx)
+
+
+@_impl(q.SliceOp)
+def _slice(op):
+    out_shape, in_shape = _shape(op.results[0]), _shape(op.operands[0])
+
+    def run(ins):
+        x = ins[0]
+        idx = _window(op, out_shape, out_shape[0] if x.shape[0] == in_shape[0] else x.shape[0])
+        return np.ascontiguousarray(x[idx])
+
+    return run
+
+
+@_impl(q.InsertSliceOp)
+def _insert_slice(op):
+    y = _qp(op.results[0])
+    out_shape, tile_shape = _shape(op.results[0]), _shape(op.operands[-1])
+    has_dest = len(op.operands) == 2
+
+    def run(ins):
+        tile = ins[-1]
+        n = tile.shape[0] if tile.shape[0] != tile_shape[0] else out_shape[0]
+        if has_dest:
+            out = ins[0].copy()
+        else:
+            out = np.full((n, *out_shape[1:]), y.zero_point[0], nx.storage_dtype(y.bits, y.signed))
+        out[_window(op, tile_shape, tile.shape[0])] = tile
+        return out
+
+    return run

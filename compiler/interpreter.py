@@ -291,6 +291,8 @@ def _quant_batch_safe(op: QuantOp) -> bool:
             return False
     if isinstance(op, q.TransposeOp) and op.attr("perm")[0] != 0:
         return False
+    if isinstance(op, q.SliceOp | q.InsertSliceOp) and op.attr("offsets")[0] != 0:
+        return False
     return True
 
 

@@ -53,9 +53,14 @@ _POINTWISE_ONNX = {
     "Relu", "Clip", "Add", "Sub", "Mul", "Div", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "LeakyRelu",
     "Elu", "Selu", "Softplus", "Exp", "Neg", "Abs", "Identity", "Cast", "Mish", "Gelu", "Erf", "Sqrt", "Pow",
     "BatchNormalization", "QuantizeLinear", "DequantizeLinear", "Max", "Min", "Sum", "PRelu", "Concat",
+    "Swish", "Celu", "Softsign", "Sin", "Cos", "Tan", "Reciprocal", "Floor", "Ceil", "Round", "Sign", "Log",
 }
+# quant.channel_scale multiplies by one scale per (sample, channel): spatially a
+# broadcast operand, so (like quant.mul) pointwise when the scale is a constant and
+# a barrier when it is computed at run time (an SE gate needs the whole tensor):
+# `_tileable` tells the two apart.
 _POINTWISE_QUANT = (q.QuantizeOp, q.DequantizeOp, q.RequantizeOp, q.AddOp, q.MulOp, q.ClampOp, q.LookupOp,
-                    q.ConcatOp)
+                    q.ConcatOp, q.ChannelScaleOp)
 _WINDOW_ONNX = {"Conv", "MaxPool", "AveragePool"}
 _WINDOW_QUANT = (q.ConvOp, q.MaxPoolOp, q.AvgPoolOp)
 

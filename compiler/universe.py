@@ -36,6 +36,7 @@ _PASSES = {
     "fuse-activation": "FuseActivationPass",
     "fuse-residual-add": "FuseResidualAddPass",
     "tile-patches": "TilePatchesPass",
+    "materialize-patches": "MaterializePatchesPass",
     "cancel-quantize-pairs": "CancelQuantizePairsPass",
     "lower-to-loops": "LowerToLoopsPass",
     "check-loop-legality": "CheckLoopLegalityPass",

@@ -740,6 +740,50 @@ class ChannelScaleOp(QuantOp):
         _check_multipliers(self, a.scale[0] * b.scale[0] / r.scale[0])
 
 
+def _window_checks(op: QuantOp, full: tuple[int, ...], window: tuple[int, ...]) -> None:
+    """`offsets` places `window` inside `full`: one non-negative offset per axis, the window inside."""
+    offs = op.attr("offsets")
+    if not isinstance(offs, list) or len(offs) != len(full) or any(not isinstance(o, int) or o < 0 for o in offs):
+        raise VerifyException(f"{op.where()}: offsets must hold {len(full)} non-negative values, got {offs}")
+    if len(window) != len(full) or any(o + w > f for o, w, f in zip(offs, window, full)):
+        raise VerifyException(f"{op.where()}: a window {list(window)} at offsets {offs} does not fit in "
+                              f"{list(full)}")
+
+
+@irdl_op_definition
+class SliceOp(QuantOp):
+    """y = x[o0:o0+d0, o1:o1+d1, ...]: a static window of `x` at `offsets`, the
+    result's shape d (patch-based inference: one patch's input region)."""
+
+    name = "quant.slice"
+    SIG: ClassVar[Sig] = Sig(quant_in=(0,))
+
+    def verify_op(self) -> None:
+        self._same_qparams(self.operands[0], self.results[0])
+        _window_checks(self, _shape(self.operands[0].type), _shape(self.results[0].type))
+
+
+@irdl_op_definition
+class InsertSliceOp(QuantOp):
+    """y = dest with y[o0:o0+d0, ...] = tile (d the tile's shape); without `dest`,
+    y holds the zero point outside the window. Patch-based inference assembles the
+    split tensor from its patches this way; the C backend writes the tile into
+    dest's buffer in place."""
+
+    name = "quant.insert_slice"
+    SIG: ClassVar[Sig] = Sig(quant_in=(0, 1), n_in=(1, 2))
+
+    def verify_op(self) -> None:
+        self._per_tensor(-1)
+        for v in self.operands:
+            self._same_qparams(v, self.results[0])
+        y = _shape(self.results[0].type)
+        if len(self.operands) == 2 and _shape(self.operands[0].type) != y:
+            raise VerifyException(f"{self.where()}: result shape {list(y)} must equal dest's "
+                                  f"{list(_shape(self.operands[0].type))}")
+        _window_checks(self, y, _shape(self.operands[-1].type))
+
+
 SOFTMAX_RECIPROCAL_BITS = 46
 
 
@@ -784,7 +828,7 @@ class SoftmaxOp(QuantOp):
 
 QUANT_OPS = [QuantizeOp, DequantizeOp, RequantizeOp, ConstantOp, ConvOp, FullyConnectedOp, AddOp, MulOp,
              ConcatOp, MaxPoolOp, AvgPoolOp, GlobalAvgPoolOp, ClampOp, LookupOp, PadOp, ResizeOp, ReshapeOp,
-             TransposeOp, ChannelScaleOp, SoftmaxOp]
+             TransposeOp, ChannelScaleOp, SoftmaxOp, SliceOp, InsertSliceOp]
 
 QUANT = Dialect("quant", QUANT_OPS, [UniformType])
 

@@ -58,7 +58,7 @@ from qcc.float_kernels import KERNELS, _conv_geometry, _pool_geometry
 from qcc.interpreter import main_func, module_opset
 
 INDEX = IndexType()
-BLOCK = 4  # output pixels per register block in convolution rows
+BLOCK = 4  # outputs per register block: pixels of a convolution row, neurons of a fully-connected layer
 F32, F64 = Float32Type(), Float64Type()
 _INT = {np.dtype(np.int8): i8, np.dtype(np.int16): i16, np.dtype(np.int32): i32, np.dtype(np.uint8): i8,
         np.dtype(np.uint16): i16, np.dtype(np.uint32): i32, np.dtype(np.float32): F32}
@@ -454,6 +454,14 @@ class Lowering:
         self.arena_bytes = arena.plan(list(bufs.values()))
         self.buffers = bufs
         self.naive_bytes = sum(b.size for b in bufs.values())
+        # peak SRAM as report.json counts it (the C backend's rule): the arena plus the
+        # input/output buffers outside it, and the same without the graph input
+        outside_in = sum(self.tensor(v).nbytes for v in self.body_in if root(v) not in bufs)
+        outside_out = sum(self.tensor(v).nbytes for v in self.body_out if root(v) not in bufs)
+        ins = {root(v) for v in self.body_in}
+        rest = [arena.Buffer(b.name, b.size, b.start, b.end) for k, b in bufs.items() if k not in ins]
+        self.sram_peak_bytes = self.arena_bytes + outside_in + outside_out
+        self.sram_peak_bytes_excl_input = arena.plan(rest) + outside_out
 
     def _view(self, v: SSAValue) -> Callable[[B], SSAValue]:
         buf = self.buffers[self.root(v)]
@@ -837,7 +845,8 @@ def _conv(lw: Lowering, b: B, op) -> None:
                 if c1 <= c0:
                     continue
                 inner = rin and cin
-                U = BLOCK if inner and c1 - c0 >= BLOCK else 1
+                blk = 2 if Cg == 1 and G > 1 else BLOCK  # depthwise: fewer accumulators leave registers for taps
+                U = blk if inner and c1 - c0 >= blk else 1
                 full = c0 + (c1 - c0) // U * U
 
                 def row(b2: B, oh, c0=c0, c1=c1, inner=inner, U=U, full=full):
@@ -1170,6 +1179,39 @@ def _transpose(lw: Lowering, b: B, op) -> None:
     b.loops(y.shape, lambda bb, ivs: bb.store(
         bb.trunc(lw.read_int(bb, op.operands[0], xm, bb.lin([(iv, xs[p]) for iv, p in zip(ivs, perm)])), y.elem),
         ym, bb.lin(list(zip(ivs, ys)))))
+
+
+def _copy_window(lw: Lowering, b: B, src: SSAValue, dst_mem, dst_shape, src_offs, dst_offs) -> None:
+    """dst[dst_offs + i] = src[src_offs + i] over the smaller of the two shapes' window."""
+    x = lw.tensor(src)
+    shape = x.shape if dst_offs is not None else dst_shape
+    xs, ys = _strides(x.shape), _strides(dst_shape)
+    xm = lw.mem(b, src)
+    so = sum(o * st for o, st in zip(src_offs, xs)) if src_offs else 0
+    do = sum(o * st for o, st in zip(dst_offs, ys)) if dst_offs else 0
+    b.loops(shape, lambda bb, ivs: bb.store(
+        bb.trunc(lw.read_int(bb, src, xm, bb.lin(list(zip(ivs, xs)), so)), _INT[lw.tensor(src).dtype]), dst_mem,
+        bb.lin(list(zip(ivs, ys)), do)))
+
+
+if hasattr(q, "SliceOp"):
+    @_lowers(q.SliceOp)
+    def _slice(lw: Lowering, b: B, op) -> None:
+        """y = x[offsets : offsets + shape(y)]."""
+        y = lw.tensor(op.results[0])
+        _copy_window(lw, b, op.operands[0], lw.mem(b, op.results[0]), y.shape, list(op.attr("offsets")), None)
+
+if hasattr(q, "InsertSliceOp"):
+    @_lowers(q.InsertSliceOp)
+    def _insert_slice(lw: Lowering, b: B, op) -> None:
+        """y = dest (or the zero point) with y[offsets : offsets + shape(tile)] = tile."""
+        y = lw.tensor(op.results[0])
+        ym = lw.mem(b, op.results[0])
+        if len(op.operands) == 2:
+            _copy_window(lw, b, op.operands[0], ym, y.shape, None, [0] * len(y.shape))
+        else:
+            b.loop(y.size, lambda bb, i: bb.store(bb.c(y.qp.zero_point[0], y.elem), ym, i))
+        _copy_window(lw, b, op.operands[-1], ym, y.shape, None, list(op.attr("offsets")))
 
 
 @_lowers(q.ReshapeOp)

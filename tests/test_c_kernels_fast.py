@@ -43,13 +43,13 @@ def gcc():
         pytest.skip("no gcc on PATH (or $CC): the C backend tests need a host C compiler")
 
 
-def conv8(rng, i: int, depthwise: bool, big: bool = False) -> tuple[Case, None]:
+def conv8(rng, i: int, depthwise: bool, big: bool = False, mg_max: int = 11) -> tuple[Case, None]:
     """A random convolution on 8-bit-storage codes with 32-bit accumulators."""
     nd = 1 + (i % 5 != 0)
     if depthwise:
         group, cg, mg = int(rng.integers(1, 40)), 1, int(rng.integers(1, 3))
     else:
-        group, cg, mg = [1, 1, 2][i % 3], int(rng.integers(1, 40)), int(rng.integers(1, 11))
+        group, cg, mg = [1, 1, 2][i % 3], int(rng.integers(1, 40)), int(rng.integers(1, mg_max))
     ks = [int(rng.integers(1, 6)) for _ in range(nd)]
     strides = [int(rng.integers(1, 3)) for _ in range(nd)]
     dils = [int(rng.integers(1, 3)) if i % 4 == 1 else 1 for _ in range(nd)]
@@ -240,10 +240,40 @@ def test_32_bit_requantization_matches_numerics(tmp_path):
     assert len(down) > len(cases) // 2 and got == want
 
 
+def _fc8_case(k: int, n: int, lead: tuple, zx: int) -> Case:
+    rng = np.random.default_rng(k * 131 + n)
+    w = rng.integers(-127, 128, size=(n, k))
+    sw = rng.uniform(0.001, 0.01, size=n)
+    b = rng.integers(-(1 << 16), 1 << 16, size=n)
+    x_qp, y_qp = QP(8, 0.03, zx), QP(8, 0.5, 9)
+
+    def make(qv):
+        cw, cb = qconst(w, QP(8, sw, [0] * n, axis=0)), qconst(b, QP(32, 0.03 * sw, [0] * n, axis=0))
+        return [cw, cb, op_of(q.FullyConnectedOp, [qv[0], cw.results[0], cb.results[0]],
+                              q.qtensor(y_qp, (1, *lead, n)), acc_bits=32)]
+
+    return Case(f"fc8 k={k} n={n} lead={lead}", [(x_qp, (1, *lead, k))], make)
+
+
+def _mcu_cases(rng) -> list[Case]:
+    """Convolutions of every kind (pointwise, padded, strided, dilated, grouped,
+    depthwise, 2/4/8-bit weights, channel counts and row lengths that are not
+    multiples of the register blocks, patches not multiples of 4 or 8), fully
+    connected layers (one and several rows, K not a multiple of 4) and a residual add
+    fused into a convolution's epilogue."""
+    return ([conv8(rng, i, depthwise=i % 3 == 0)[0] for i in range(6)]
+            + [conv8(rng, i, depthwise=False)[0] for i in (1, 2, 3, 6, 7, 9, 10, 11)]
+            + [_fc8_case(512, 13, (), -5), _fc8_case(27, 9, (3,), 100), _fc8_case(8, 1, (), 0)]
+            + [residual_case(rng, 4, 8), residual_case(rng, 2, 8)])
+
+
 @pytest.mark.parametrize("target", ["cortex-m4", "rv32imac"])
 def test_fast_paths_bit_exact_on_mcu_targets(target, tmp_path):
-    """The Cortex-M4 build takes the DSP (SMLAD) dot products and the planar depthwise
-    loops, rv32imac the portable scalar ones: both match the interpreter's codes."""
+    """The microcontroller kernels (register blocks of SMLAD on Cortex-M4, scalar
+    multiply-adds on rv32imac; patches gathered per block of positions) and the
+    planar depthwise loops match the interpreter's codes, both in C emitted for the
+    host (the wide-SIMD loops are the other preprocessor branch) and in C emitted
+    for the target (the microcontroller kernels alone, with a far smaller scratch)."""
     from qcc.backends.c import targets as tg
 
     why = tg.toolchain_missing(target)
@@ -252,19 +282,57 @@ def test_fast_paths_bit_exact_on_mcu_targets(target, tmp_path):
             pytest.fail(why)
         pytest.skip(why)
     rng = np.random.default_rng(8)
-    cases = [conv8(rng, i, depthwise=i % 3 == 0)[0] for i in range(6)] + [residual_case(rng, 4, 8)]
+    cases = _mcu_cases(rng)
     module = module_of(cases)
     FuseResidualAddPass().apply(Context(), module)
-    files = emit_model(module).files
     feeds = random_inputs(cases, 2, rng)
     want = interpreter_codes(module, feeds)
-    meta = io_meta(files)
-    codes_in = {}
-    for d in meta["inputs"]:
-        qp = nx.QParams(d["bits"], True, (d["scale"],), (d["zero_point"],))
-        codes_in[d["name"]] = nx.quantize(np.asarray(feeds[d["name"]], np.float32), qp)
-    got, info = tg.build_and_run(files, target, codes_in, tmp_path, codes=True)
-    for j, d in enumerate(meta["outputs"]):
-        assert np.array_equal(np.asarray(got[d["name"]], np.int64), want[j].astype(np.int64)), d["name"]
-    if target == "cortex-m4":
-        assert "__smlad(" in files["model.c"]
+    models = {t: emit_model(module, target=t) for t in ("host", target)}
+    for t, cm in models.items():
+        files = cm.files
+        meta = io_meta(files)
+        codes_in = {}
+        for d in meta["inputs"]:
+            qp = nx.QParams(d["bits"], True, (d["scale"],), (d["zero_point"],))
+            codes_in[d["name"]] = nx.quantize(np.asarray(feeds[d["name"]], np.float32), qp)
+        got, info = tg.build_and_run(files, target, codes_in, tmp_path / t, codes=True)
+        for j, d in enumerate(meta["outputs"]):
+            assert np.array_equal(np.asarray(got[d["name"]], np.int64), want[j].astype(np.int64)), (t, d["name"])
+        text = files["model.c"]
+        assert "static const int8_t WM[" in text and "qcc_sxtb16_odd(w0_)" in text
+        if target == "cortex-m4":
+            assert "__smlad(" in text
+    host, mcu = models["host"].files["model.c"], models[target].files["model.c"]
+    assert "static const int8_t W8[" in host and "QCC_WIDE_SIMD\n" in host
+    # the target's C has no wide-SIMD loops for the 8-bit-weight layers (4-bit ones keep the gemm path's tables)
+    assert mcu.count("static const int8_t W8[") < host.count("static const int8_t W8[")
+    assert models[target].sram_peak_bytes < models["host"].sram_peak_bytes
+
+
+def test_mcu_target_scratch_is_a_small_fraction_of_the_activations():
+    """A 3x3 convolution 16->16 at 32x32 and a pointwise one 32->64: for a microcontroller
+    target the kernel's scratch (patches of one register block and the input rows one
+    output row reads) is under a fifth of the input and output activations, where the
+    host's gathers whole blocks of rows."""
+    rng = np.random.default_rng(0)
+
+    def conv(c, m, k, pad):
+        w = rng.integers(-127, 128, size=(m, c, k, k))
+        sw = rng.uniform(0.001, 0.01, size=m)
+        b = rng.integers(-1000, 1000, size=m)
+
+        def make(qv):
+            cw, cb = qconst(w, QP(8, sw, [0] * m, axis=0)), qconst(b, QP(32, 0.05 * sw, [0] * m, axis=0))
+            return [cw, cb, op_of(q.ConvOp, [qv[0], cw.results[0], cb.results[0]],
+                                  q.qtensor(QP(8, 0.3, 3), (1, m, 32, 32)), acc_bits=32, strides=[1, 1],
+                                  dilations=[1, 1], group=1, kernel_shape=[k, k], pads=[pad] * 4)]
+
+        return Case(f"conv {c}->{m} k{k}", [(QP(8, 0.05, -3), (1, c, 32, 32))], make)
+
+    for case, c in ((conv(16, 16, 3, 1), 16), (conv(32, 64, 1, 0), 32)):
+        module = module_of([case])
+        host, mcu = emit_model(module), emit_model(module, target="cortex-m4")
+        io = c * 32 * 32 + (16 if c == 16 else 64) * 32 * 32  # the input and output codes
+        assert "static const int8_t WM[" in mcu.files["model.c"]
+        assert mcu.sram_peak_bytes < host.sram_peak_bytes
+        assert mcu.sram_peak_bytes - io < io // 5, (mcu.sram_peak_bytes, host.sram_peak_bytes, io)

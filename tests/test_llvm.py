@@ -125,7 +125,11 @@ def test_compile_emits_llvm_and_objects(tmp_path, digits_test):
     text = (tmp_path / "ll" / "model.ll").read_text()
     assert "define i32 @\"qcc_model_run\"" in text and "define i32 @\"qcc_model_run_q\"" in text
     assert "define internal void @\"qcc_body\"" in text
-    assert art.report["code"]["language"] == "llvm" and art.report["totals"]["arena_bytes"] > 0
+    totals = art.report["totals"]
+    assert art.report["code"]["language"] == "llvm" and totals["arena_bytes"] > 0
+    # the arena holds the input and output codes (both entry points share it), nothing lives outside
+    assert totals["sram_peak_bytes"] == totals["arena_bytes"] >= totals["sram_peak_bytes_excl_input"]
+    assert totals["naive_activation_bytes"] > totals["arena_bytes"]
     from qcc.driver import run_out_dir
 
     xs = {"input": digits_test["input"][:5]}
@@ -209,6 +213,22 @@ def test_channel_scale_and_integer_softmax():
 
     cases = [*CHANNEL_SCALE_CASES, *SOFTMAX_CASES]
     check_jit(module_of(cases), random_inputs(cases, 4, np.random.default_rng(5)), "channel_scale/softmax")
+
+
+def test_slices_of_patch_based_inference():
+    if not hasattr(q, "SliceOp"):
+        pytest.skip("this quant dialect has no quant.slice")
+    from test_c_backend import Case
+
+    p8 = QP(8, 0.1, -9)
+    t = (p8, (1, 2, 3, 4))
+    cases = [Case("slice", [(p8, (1, 3, 6, 5))], lambda qv: [
+                 op_of(q.SliceOp, qv, q.qtensor(p8, (1, 2, 3, 4)), offsets=[0, 1, 2, 1])]),
+             Case("insert into dest", [(p8, (1, 3, 6, 5)), t], lambda qv: [
+                 op_of(q.InsertSliceOp, qv, q.qtensor(p8, (1, 3, 6, 5)), offsets=[0, 1, 2, 1])]),
+             Case("insert into zero points", [t], lambda qv: [
+                 op_of(q.InsertSliceOp, qv, q.qtensor(p8, (1, 3, 6, 5)), offsets=[0, 0, 3, 0])])]
+    check_jit(module_of(cases), random_inputs(cases, 3, np.random.default_rng(2)), "slices")
 
 
 def test_every_quant_op_has_a_loop_lowering():

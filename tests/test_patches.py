@@ -399,8 +399,8 @@ def test_no_split_is_a_clear_error():
 
 @pytest.mark.parametrize("name", ["mbv3_digits", "resnet_digits"])
 def test_patch_interpreter_matches_generated_c(name, tmp_path, digits):
-    """The generated C still runs layer by layer; the patch-based interpreter of the
-    same build must agree with it bit for bit."""
+    """The generated C runs the stage patch by patch too (materialize-patches, see
+    test_patches_c.py); the patch-based interpreter of the same build agrees bit for bit."""
     import os
 
     from qcc.backends.c.run import compiler

@@ -20,6 +20,11 @@ qcc does not.
 
 Also checks on --samples test images that the patch-based interpreter is bit-exact
 with the layer-by-layer one, and reports int8 and float (onnxruntime) accuracy.
+The generated C's own figures (`emit_model`: the arena with kernel scratch and
+in-place sharing, plus input/output buffers, as report.json's sram_peak_bytes
+counts them) are given layer by layer and patch based (the stage materialized
+into per-patch subgraphs by materialize-patches); tests/test_patches_c.py checks
+that C bit for bit on the host and under qemu.
 
 Value-driven per-patch precision (QuantMCU, Wang et al. 2023, qcc.patch_precision;
 interpreter only): for each --vdp-entropy budget, the stage tensors narrowed to
@@ -70,6 +75,7 @@ def ort_accuracy(path, x, y) -> float:
 
 
 def bench(name: str, max_overhead: float, samples: int, vdp: list[float]) -> dict:
+    from qcc.backends.c.emit import emit_model
     from qcc.driver import Options, build
     from qcc.interpreter import run_samples
     from qcc.passes.tile_patches import tile
@@ -79,7 +85,9 @@ def bench(name: str, max_overhead: float, samples: int, vdp: list[float]) -> dic
     calib, x, y = data(name, samples)
     module, report = build(str(path), Options(bits=(8,), calib=calib, quiet=True))
     layer = run_samples(module, {"input": x})
+    c_layer = emit_model(module)
     info = tile(module, "auto", max_overhead)
+    c_patch = emit_model(module)  # the stage materialized patch by patch (materialize-patches)
     patched = run_samples(module, {"input": x})
     key = next(iter(layer))
     exact = bool(np.array_equal(layer[key], patched[key]))
@@ -98,6 +106,14 @@ def bench(name: str, max_overhead: float, samples: int, vdp: list[float]) -> dic
                                     "sram_peak_bytes_excl_input", "sram_reduction", "recompute_macs",
                                     "recompute_overhead", "input_halo_overlap", "frontier")},
             "sram_reduction_incl_input": round(info["layer_sram_peak_bytes"] / info["sram_peak_bytes"], 4),
+            "c": {"patches": c_patch.patches,
+                  "layer_sram_peak_bytes": c_layer.sram_peak_bytes,
+                  "layer_sram_peak_bytes_excl_input": c_layer.sram_peak_bytes_excl_input,
+                  "sram_peak_bytes": c_patch.sram_peak_bytes,
+                  "sram_peak_bytes_excl_input": c_patch.sram_peak_bytes_excl_input,
+                  "sram_reduction": round(c_layer.sram_peak_bytes_excl_input
+                                          / max(1, c_patch.sram_peak_bytes_excl_input), 4),
+                  "sram_reduction_incl_input": round(c_layer.sram_peak_bytes / max(1, c_patch.sram_peak_bytes), 4)},
             "bit_exact": exact, "samples": len(y),
             "int8_accuracy": acc8, "value_driven_precision": precision,
             "float_accuracy_onnxruntime": ort_accuracy(path, x, y)}
@@ -127,6 +143,15 @@ def main(argv=None) -> int:
               f"({r['sram_reduction']:.2f}x) | {r['layer_sram_peak_bytes']:,} / {r['sram_peak_bytes']:,} "
               f"({r['sram_reduction_incl_input']:.2f}x) | {r['recompute_overhead']:.1%} | {r['bit_exact']} | "
               f"{r['int8_accuracy']:.4f} | {r['float_accuracy_onnxruntime']:.4f} |")
+    print("\ngenerated C (arena with kernel scratch and in-place sharing, input/output buffers; "
+          "as `qcc --bits 8 --patch auto` emits it):")
+    print("| model | patches | C peak SRAM excl. input: layer / patch (x lower) | incl. input: layer / patch (x lower) |")
+    print("|---|---|---|---|")
+    for r in rows:
+        c = r["c"]
+        print(f"| {r['model']} | {c['patches']} | {c['layer_sram_peak_bytes_excl_input']:,} / "
+              f"{c['sram_peak_bytes_excl_input']:,} ({c['sram_reduction']:.2f}x) | {c['layer_sram_peak_bytes']:,} / "
+              f"{c['sram_peak_bytes']:,} ({c['sram_reduction_incl_input']:.2f}x) |")
     for r in rows:
         print(f"\n{r['model']}: frontier (peak SRAM excl. input vs extra MACs)")
         for f in r["frontier"]:

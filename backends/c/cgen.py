@@ -117,8 +117,25 @@ PRELUDE = r"""
 #if defined(__AVX512VBMI__) && defined(__AVX512BW__)
 #include <immintrin.h>
 #endif
+/* x86-64 with AVX-512 VNNI: the 8-bit GEMM kernels take register tiles of
+   VPDPBUSD (exact u8 x s8 dot products of four, added to int32 lanes). */
+#if defined(__x86_64__) && defined(__AVX512VNNI__) && defined(__AVX512F__)
+#define QCC_X86_VNNI 1
+#include <immintrin.h>
+#else
+#define QCC_X86_VNNI 0
+#endif
 #if defined(__ARM_FEATURE_DSP)
 #include <arm_acle.h>
+#endif
+
+/* Every helper is defined in every model.c; a model uses some of them. Marked
+   unused so that clang's -Wunused-function (which also covers static inline
+   functions of the main file) stays quiet under -Werror. */
+#if defined(__GNUC__)
+#define QCC_HELPER static inline __attribute__((__unused__))
+#else
+#define QCC_HELPER static inline
 #endif
 
 /* Kernels choose loop orders by what the compiler can vectorise: with wide SIMD
@@ -143,20 +160,36 @@ PRELUDE = r"""
 #if defined(__ARM_FEATURE_DSP)
 /* SXTB16/UXTB16 of the odd bytes: the instructions' own ROR #8 operand (gcc 12's
    ACLE has no form of it; a separate rotate costs one instruction per word). */
-static inline uint32_t qcc_sxtb16_odd(uint32_t x) {
+QCC_HELPER uint32_t qcc_sxtb16_odd(uint32_t x) {
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
 }
-static inline uint32_t qcc_uxtb16_odd(uint32_t x) {
+QCC_HELPER uint32_t qcc_uxtb16_odd(uint32_t x) {
     uint32_t r;
     __asm__("uxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
     return r;
 }
+/* clamp(v, lo, 127) for int8 results: SSAT, and a compare when lo > -128. */
+QCC_HELPER int32_t qcc_ssat8(int32_t v, int32_t lo) {
+    const int32_t t = __ssat(v, 8);
+    return t < lo ? lo : t;
+}
+#endif
+
+/* Between the steps of an unrolled microcontroller dot product: gcc's first
+   scheduling pass (not pressure-aware on RISC-V) would hoist every load of the
+   unrolled steps to the top and spill the accumulators; an empty asm with a
+   memory clobber keeps each step's loads in their step. Register values are
+   unaffected (the accumulators are locals whose address is never taken). */
+#if defined(__GNUC__)
+#define QCC_MCU_STEP() __asm__ __volatile__("" ::: "memory")
+#else
+#define QCC_MCU_STEP() ((void)0)
 #endif
 
 /* A 32-bit load from any address (one LDR where unaligned access is allowed). */
-static inline uint32_t qcc_ld32(const void *p) {
+QCC_HELPER uint32_t qcc_ld32(const void *p) {
     uint32_t v;
     memcpy(&v, p, 4);
     return v;
@@ -197,32 +230,32 @@ typedef float qcc_f32 QCC_MAY_ALIAS;
 /* floor(x / 2^e): an arithmetic right shift. C99 leaves >> of a negative
    value implementation-defined (gcc and clang shift arithmetically); this
    form is portable and compiles to a single arithmetic shift. */
-static inline int64_t qcc_asr(int64_t x, int e) { return x >= 0 ? x >> e : ~(~x >> e); }
+QCC_HELPER int64_t qcc_asr(int64_t x, int e) { return x >= 0 ? x >> e : ~(~x >> e); }
 
-static inline int64_t qcc_sat32(int64_t x) {
+QCC_HELPER int64_t qcc_sat32(int64_t x) {
     return x < INT32_MIN ? INT32_MIN : (x > INT32_MAX ? INT32_MAX : x);
 }
 
-static inline int32_t qcc_clamp(int64_t x, int32_t lo, int32_t hi) {
+QCC_HELPER int32_t qcc_clamp(int64_t x, int32_t lo, int32_t hi) {
     return x < lo ? lo : (x > hi ? hi : (int32_t)x);
 }
 
 /* gemmlowp's SaturatingRoundingDoublingHighMul: (a*b + 2^30) >> 31 in 64-bit
    arithmetic; the one overflow, INT32_MIN * INT32_MIN, saturates. */
-static inline int64_t qcc_srdhm(int64_t a, int64_t b) {
+QCC_HELPER int64_t qcc_srdhm(int64_t a, int64_t b) {
     if (a == INT32_MIN && b == INT32_MIN) return INT32_MAX;
     return qcc_asr(a * b + ((int64_t)1 << 30), 31);
 }
 
 /* gemmlowp's RoundingDivideByPOT: x / 2^e rounded to nearest, ties away from 0. */
-static inline int64_t qcc_rdbp(int64_t x, int e) {
+QCC_HELPER int64_t qcc_rdbp(int64_t x, int e) {
     if (e <= 0) return x;
     return qcc_asr(x + ((int64_t)1 << (e - 1)) - (x < 0), e);
 }
 
 /* requantize32 (docs/numerics.md): RDBP(SRDHM(sat32(acc << max(shift, 0)), m0), max(-shift, 0)).
    The left shift is a multiplication: << of a negative value is undefined in C99. */
-static inline int64_t qcc_requant32(int64_t acc, int32_t m0, int shift) {
+QCC_HELPER int64_t qcc_requant32(int64_t acc, int32_t m0, int shift) {
     int64_t x = acc;
     if (shift > 0) x = qcc_sat32(acc * ((int64_t)1 << shift));
     return qcc_rdbp(qcc_srdhm(x, m0), shift > 0 ? 0 : -shift);
@@ -234,7 +267,7 @@ static inline int64_t qcc_requant32(int64_t acc, int32_t m0, int shift) {
    result fits int32; RDBP(h, e) = floor((h + 2^(e-1) - [h < 0]) / 2^e) is
    computed as gemmlowp does, (h >> e) + (remainder > threshold), which cannot
    overflow. */
-static inline int32_t qcc_rq32(int32_t acc, int32_t m0, int shift) {
+QCC_HELPER int32_t qcc_rq32(int32_t acc, int32_t m0, int shift) {
     const int32_t x = shift > 0 ? (int32_t)qcc_sat32((int64_t)acc * ((int64_t)1 << shift)) : acc;
     const int32_t h = (int32_t)qcc_asr((int64_t)x * m0 + ((int64_t)1 << 30), 31);
     const int e = shift > 0 ? 0 : -shift;
@@ -246,7 +279,7 @@ static inline int32_t qcc_rq32(int32_t acc, int32_t m0, int shift) {
 
 /* qcc_rq32 for shift = -e <= 0 (multipliers below 1, the usual case): no
    saturating left shift, and the rounding shift in 32-bit arithmetic. */
-static inline int32_t qcc_rq32_down(int32_t acc, int32_t m0, int e) {
+QCC_HELPER int32_t qcc_rq32_down(int32_t acc, int32_t m0, int e) {
     const int32_t h = (int32_t)qcc_asr((int64_t)acc * m0 + ((int64_t)1 << 30), 31);
     const uint32_t mask = (uint32_t)((((uint64_t)1) << e) - 1u);
     const uint32_t rem = (uint32_t)h & mask;
@@ -257,7 +290,7 @@ static inline int32_t qcc_rq32_down(int32_t acc, int32_t m0, int e) {
 
 /* requantize64 (TFLite's 16x8 kernels): the Q0.31 multiplier rounded to 16
    bits, then sat32((acc * m16 + 2^(14 - shift)) >> (15 - shift)); shift < 8. */
-static inline int64_t qcc_requant64(int64_t acc, int32_t m0, int shift) {
+QCC_HELPER int64_t qcc_requant64(int64_t acc, int32_t m0, int shift) {
     int64_t m16 = m0 < 0x7FFF0000 ? (((int64_t)m0 + (1 << 15)) >> 16) : 0x7FFF;
     int total = 15 - shift;
     return qcc_sat32(qcc_asr(acc * m16 + ((int64_t)1 << (total - 1)), total));
@@ -269,7 +302,7 @@ static inline int64_t qcc_requant64(int64_t acc, int32_t m0, int shift) {
    SSE2/AArch64/RISC-V; not x87). No libm: floor of a non-negative value below
    2^62 is the conversion to int64 (larger magnitudes clamp anyway). NaN maps to
    lo. Branch-free, so that loops over it vectorise. */
-static inline int32_t qcc_quantize(float x, double scale, int32_t zp, int32_t lo, int32_t hi) {
+QCC_HELPER int32_t qcc_quantize(float x, double scale, int32_t zp, int32_t lo, int32_t hi) {
     const double v = (double)x / scale;
     const double a = (v < 0 ? -v : v) + 0.5;
     const int64_t r = (int64_t)(a < 4611686018427387904.0 ? a : 4611686018427387904.0);
@@ -279,14 +312,14 @@ static inline int32_t qcc_quantize(float x, double scale, int32_t zp, int32_t lo
 }
 
 /* dequantize: float32((q - zp) * scale), the product in double. */
-static inline float qcc_dequantize(int32_t q, int32_t zp, double scale) {
+QCC_HELPER float qcc_dequantize(int32_t q, int32_t zp, double scale) {
     return (float)((double)(q - zp) * scale);
 }
 
 /* y[i] = table[x[i] + 128] for 8-bit codes (y may be x). With AVX-512 VBMI,
    64 lookups at a time: two two-table byte permutes (7 index bits each) and a
    blend on the index's top bit; the scalar loop is the definition. */
-static inline void qcc_lookup_i8(const int8_t *table, const qcc_i8 *x, qcc_i8 *y, int32_t n) {
+QCC_HELPER void qcc_lookup_i8(const int8_t *table, const qcc_i8 *x, qcc_i8 *y, int32_t n) {
     int32_t i = 0;
 #if defined(__AVX512VBMI__) && defined(__AVX512BW__)
     const __m512i t0 = _mm512_loadu_si512(table), t1 = _mm512_loadu_si512(table + 64);
@@ -304,11 +337,11 @@ static inline void qcc_lookup_i8(const int8_t *table, const qcc_i8 *x, qcc_i8 *y
 
 /* Packed 4- and 2-bit weights: element i in bits (i % per_byte) * width of byte
    i / per_byte, two's complement within the field (the CMSIS-NN order). */
-static inline int32_t qcc_unpack4(const uint8_t *p, int32_t i) {
+QCC_HELPER int32_t qcc_unpack4(const uint8_t *p, int32_t i) {
     int32_t v = (p[i >> 1] >> ((i & 1) << 2)) & 15;
     return v - ((v & 8) << 1);
 }
-static inline int32_t qcc_unpack2(const uint8_t *p, int32_t i) {
+QCC_HELPER int32_t qcc_unpack2(const uint8_t *p, int32_t i) {
     int32_t v = (p[i >> 2] >> ((i & 3) << 1)) & 3;
     return v - ((v & 2) << 1);
 }

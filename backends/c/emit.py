@@ -46,6 +46,7 @@ class CModel:
     io: dict = field(default_factory=dict)
     sram_peak_bytes: int = 0  # arena (scratch included) + input/output buffers outside it
     sram_peak_bytes_excl_input: int = 0
+    patches: int = 0  # patches of the stage run patch by patch (0: layer by layer throughout)
 
 
 def emit_c(module: ModuleOp, target: str = "host") -> dict[str, str]:
@@ -56,8 +57,14 @@ def emit_c(module: ModuleOp, target: str = "host") -> dict[str, str]:
 def emit_model(module: ModuleOp, *, separate_buffers: bool = False, target: str = "host") -> CModel:
     """The C program for `module`. `separate_buffers` (for sanitizer builds)
     gives every buffer its own static object instead of an offset in the arena.
-    `target` only changes the Makefile (its compiler and flags): the C is portable."""
-    return _Emitter(module, separate_buffers, target).run()
+    `target` only changes the Makefile (its compiler and flags): the C is portable.
+    A stage marked by tile-patches runs patch by patch (materialize-patches on a clone)."""
+    from qcc.passes.materialize_patches import for_code
+
+    module, patches = for_code(module)
+    cm = _Emitter(module, separate_buffers, target).run()
+    cm.patches = patches
+    return cm
 
 
 _LOCAL_TABLE = re.compile(r"static const (\w+)\s+\w+\s*\[(\d+)\]")
@@ -87,7 +94,7 @@ def _identity_clamp(op) -> bool:
     return (op.attr("act_min", qp.qmin), op.attr("act_max", qp.qmax)) == (qp.qmin, qp.qmax)
 
 
-_INPLACE = (q.ClampOp, q.LookupOp, q.RequantizeOp, q.AddOp, q.MulOp)
+_INPLACE = (q.ClampOp, q.LookupOp, q.RequantizeOp, q.AddOp, q.MulOp, q.InsertSliceOp)
 
 
 class _Emitter:
@@ -132,7 +139,7 @@ class _Emitter:
     def _constant(self, op: q.ConstantOp) -> None:
         t = self._new_tensor(op.results[0])
         qp = t.qp
-        sym = f"w{t.index}"
+        sym = f"qcc_w{t.index}"  # not "w2": kernels have locals of that name
         vals = op.values().reshape(-1)
         if qp.bits in (2, 4):
             packed = op.attributes["packed"].array
@@ -152,7 +159,7 @@ class _Emitter:
         if donnx.numpy_dtype(op.results[0].type.element_type) != np.float32:
             return
         t = self._new_tensor(op.results[0])
-        sym = f"w{t.index}"
+        sym = f"qcc_w{t.index}"  # not "w2": kernels have locals of that name
         values = donnx.constant_array(op.results[0])  # written only if a kernel reads the array
         self.const_text[sym] = lambda: float_array(sym, values)
         self.const_bytes[sym] = t.nbytes
@@ -290,6 +297,8 @@ class _Emitter:
                 for v in op.operands:
                     if v not in self.tensors:  # an absent operand, a compile-time constant
                         continue
+                    if isinstance(op, q.InsertSliceOp) and (len(op.operands) == 1 or v is not op.operands[0]):
+                        break  # only a destination is updated in place, never the tile
                     x = self.tensor(v)
                     gx = self.g(v)
                     if (x.shape == y.shape and x.dtype.itemsize == y.dtype.itemsize and gx.fixed is None
@@ -323,7 +332,7 @@ class _Emitter:
         vals = (*op.operands, *op.results, *(conv.operands if conv is not None else ()))
         groups = [id(self.g(v)) for v in vals if v in self.tensors]
         restrict = "restrict " if len(groups) == len(set(groups)) else ""
-        ctx = Ctx(fn, restrict, self.tensor, self.opset)
+        ctx = Ctx(fn, restrict, self.tensor, self.opset, target=self.target)
         kern = generate(ctx, op)
         self.needs_libm |= kern.needs_libm
         return fn, kern

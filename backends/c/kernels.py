@@ -88,6 +88,7 @@ class Ctx:
     args: list = field(default_factory=list)
     written: int = -1
     scratch_type: str = ""
+    target: str = "host"  # tunes kernels (the C stays portable): see _with_mcu
 
     def t(self, v) -> Tensor:
         return self.tensor(v)
@@ -421,7 +422,10 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
     c.out("y", g.y), c.scratch("scratch", "qcc_u8")
     if path in ("gemm", "pix", "dw"):
         store = outf("ab[j]")
-        if path == "gemm":
+        if path in ("gemm", "pix") and _mcu_ok(g):  # wide SIMD's loops, or the microcontroller kernels
+            body, scratch = _with_mcu(c.target, (_conv_gemm_body if path == "gemm" else _conv_pix_body)(g, store),
+                                      lambda: _mcu_conv(g, store))
+        elif path == "gemm":
             body, scratch = _conv_gemm_body(g, store)
         else:  # loops for wide SIMD, else the scalar/DSP-friendly form (see QCC_WIDE_SIMD)
             # big planes: along output rows (the channel interleave would cost more than the taps)
@@ -570,6 +574,78 @@ for (int32_t m0 = 0; m0 < {Mgp}; m0 += {MB}) {{
 }}"""
 
 
+X86_CB = 16  # output channels per 512-bit vector of int32 accumulators
+X86_NR = 8  # output positions per register tile (eight accumulators)
+X86_SUB = 64  # positions per epilogue pass (their accumulators on the stack, channel-major)
+
+
+def _gemm_x86(tables: str, core: str, *, wv: np.ndarray, folded: np.ndarray, G: int, Mg: int, K: int, Kp: int,
+              G_index: str, y_row: str, store: str, wbuf: bool, ystride: int = 1) -> tuple[str, str]:
+    """(tables, core) of `_gemm_tables`/`_gemm_core` with an x86-64 AVX-512 VNNI
+    alternative selected by the preprocessor (QCC_X86_VNNI). Instead of one dot
+    product per (channel, position), which ends in a horizontal sum, a register
+    tile of X86_CB channels x X86_NR positions: per four patch bytes, one vector
+    of the 16 channels' weights (laid out [group][block][k / 4][channel][4] at
+    compile time, sub-byte codes unpacked) and per position one VPDPBUSD with
+    the position's four bytes broadcast, so that every lane is one output's
+    exact int32 accumulator. Same unsigned codes, same folded initial values,
+    same epilogue as the portable core."""
+    CB, NR = X86_CB, X86_NR
+    ncb = -(-Mg // CB)
+    table = np.zeros((G, ncb * CB, Kp), np.int64)
+    table[:, :Mg, :K] = wv.reshape(G, Mg, K)
+    table = table.reshape(G, ncb, CB, Kp // 4, 4).transpose(0, 1, 3, 2, 4)
+    bv = np.zeros((G, ncb * CB), np.int64)
+    bv[:, :Mg] = folded.reshape(G, Mg)
+    xt = array("WV", "int8_t", table.reshape(-1), 24) + array("BV", "int32_t", bv.reshape(-1), 10)
+    accs = ", ".join(f"a{r} = bias" for r in range(NR))
+    macs = "\n".join(f"a{r} = _mm512_dpbusd_epi32(a{r}, _mm512_set1_epi32((int)qcc_ld32(cj + {r * Kp} + k)), w);"
+                     for r in range(NR))
+    saves = " ".join(f"_mm512_storeu_si512(tl + {r * CB}, a{r});" for r in range(NR))
+    S = X86_SUB
+    vnni = f"""\
+(void)acc;{" (void)wb;" if wbuf else ""}
+for (int32_t cb = 0; cb < {ncb}; cb++) {{
+    const int8_t *wc = WV + ({G_index} * {ncb} + cb) * {Kp * CB};
+    const __m512i bias = _mm512_loadu_si512(BV + ({G_index} * {ncb} + cb) * {CB});
+    for (int32_t js = 0; js < n; js += {S}) {{
+        const int32_t ns = n - js < {S} ? n - js : {S};
+        int32_t ta[{CB * S}], tl[{NR * CB}];
+        for (int32_t j0 = 0; j0 < ns; j0 += {NR}) {{
+            const int32_t nr = ns - j0 < {NR} ? ns - j0 : {NR};
+            const qcc_u8 *cj = col + (js + j0) * {Kp};
+            if (nr == {NR}) {{
+                __m512i {accs};
+                for (int32_t k = 0; k < {Kp}; k += 4) {{
+                    const __m512i w = _mm512_loadu_si512(wc + k * {CB});
+{_indent(macs, 20)}
+                }}
+                {saves}
+            }} else {{
+                for (int32_t r = 0; r < nr; r++) {{
+                    __m512i a = bias;
+                    for (int32_t k = 0; k < {Kp}; k += 4)
+                        a = _mm512_dpbusd_epi32(a, _mm512_set1_epi32((int)qcc_ld32(cj + r * {Kp} + k)),
+                                                _mm512_loadu_si512(wc + k * {CB}));
+                    _mm512_storeu_si512(tl + r * {CB}, a);
+                }}
+            }}
+            for (int32_t c = 0; c < {CB}; c++)
+                for (int32_t r = 0; r < nr; r++) ta[c * {S} + j0 + r] = tl[r * {CB} + c];
+        }}
+        for (int32_t c = 0; c < {CB} && cb * {CB} + c < {Mg}; c++) {{
+            const int32_t m = {G_index} * {Mg} + cb * {CB} + c;
+            const int32_t *ab = ta + c * {S};
+            {y_row}
+            ym += js{f" * {ystride}" if ystride != 1 else ""};
+            for (int32_t j = 0; j < ns; j++) {store}
+        }}
+    }}
+}}"""
+    return (f"#if QCC_X86_VNNI\n{xt}#else\n{tables}#endif\n",
+            f"#if QCC_X86_VNNI\n{vnni}\n#else\n{core}\n#endif")
+
+
 def _gemm_scratch(nmax: int, Kp: int, wbuf: bool) -> tuple[str, int]:
     col_bytes = -(-nmax * Kp // 64) * 64
     acc_bytes = GEMM_MB * nmax * 4
@@ -619,11 +695,12 @@ for (int32_t kw = 0; kw < {g.KW}; kw++) {{
         for (int32_t ow = ow_lo; ow < ow_hi; ow++) cr[ow * {Kp}] = (qcc_u8)(xr[ow * {g.SW} + dw] + 128);
     }}
 }}"""
-    core = _gemm_core(G_index="gi", Mg=g.Mg, Kp=Kp, nmax=nmax, bits=bits, wbuf=bits != 8,
-                      y_row=f"{atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {g.OH * g.OW} + oh0 * {g.OW};",
-                      store=store)
+    y_row = f"{atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {g.OH * g.OW} + oh0 * {g.OW};"
+    core = _gemm_core(G_index="gi", Mg=g.Mg, Kp=Kp, nmax=nmax, bits=bits, wbuf=bits != 8, y_row=y_row, store=store)
+    tables, core = _gemm_x86(_gemm_tables(g.wv, folded, g.G, g.Mg, K, Kp, bits), core, wv=g.wv, folded=folded,
+                             G=g.G, Mg=g.Mg, K=K, Kp=Kp, G_index="gi", y_row=y_row, store=store, wbuf=bits != 8)
     body = f"""\
-{_gemm_tables(g.wv, folded, g.G, g.Mg, K, Kp, bits)}{sdecl}for (int32_t b = 0; b < {g.N}; b++)
+{tables}{sdecl}for (int32_t b = 0; b < {g.N}; b++)
 for (int32_t gi = 0; gi < {g.G}; gi++) {{
     const {xt} *xg = x + (b * {g.C} + gi * {g.Cg}) * {g.H * g.W};
     for (int32_t oh0 = 0; oh0 < {g.OH}; oh0 += {rb}) {{
@@ -1041,7 +1118,13 @@ def _fully_connected(c: Ctx, op) -> Kernel:
     bias = np.broadcast_to(bias, (N,))
     if acc_bits == 32 and x.dtype == np.int8 and y.dtype.itemsize <= 2 and _u8_sums_fit(wv, bias, int(zx)):
         c.inp("x", x), c.out("y", y), c.scratch("scratch", "qcc_u8")
-        body, scratch = _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi)
+        if w.const_bits in (2, 4) or not _mcu_sums_fit(wv, bias, int(zx)):
+            body, scratch = _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi)
+        else:  # wide SIMD's loops, or the microcontroller kernels
+            body, scratch = _with_mcu(c.target, _fc_gemm_body(x, w, y, wv, bias, rows, N, K, "", m0, sh, zx, zy, lo,
+                                                               hi),
+                                      lambda: _mcu_fc(x, w, y, wv, bias, rows, N, K, m0, sh, zy, lo, hi))
+            body = decl + body
         return c.kernel(_indent(body, 4), scratch=scratch, vector=True)
     d, init_expr = _table("B0", acc_t, bias - zx * wv.sum(axis=1))  # no padding: fold zx
     decl += d
@@ -1081,11 +1164,14 @@ def _fc_gemm_body(x, w, y, wv, bias, rows, N, K, decl, m0, sh, zx, zy, lo, hi) -
     rq, sh = ("qcc_rq32_down", _negate(sh)) if np.all(shifts <= 0) else ("qcc_rq32", sh)
     store = (f"ym[j * {N}] = ({ctype(y.dtype)})qcc_clamp({rq}(ab[j], {m0}, {sh}) + {lit(zy)}, "
              f"{lit(lo)}, {lit(hi)});")
-    core = _gemm_core(G_index="0", Mg=N, Kp=Kp, nmax=rb, bits=bits, wbuf=bits != 8,
-                      y_row=f"{atype(y.dtype)} *ym = y + r0 * {N} + m;", store=store)
+    y_row = f"{atype(y.dtype)} *ym = y + r0 * {N} + m;"
+    core = _gemm_core(G_index="0", Mg=N, Kp=Kp, nmax=rb, bits=bits, wbuf=bits != 8, y_row=y_row, store=store)
+    folded = bias - (int(zx) + 128) * wv.sum(axis=1)
+    tables, core = _gemm_x86(_gemm_tables(wv, folded, 1, N, K, Kp, bits), core, wv=wv, folded=folded, G=1, Mg=N,
+                             K=K, Kp=Kp, G_index="0", y_row=y_row, store=store, wbuf=bits != 8, ystride=N)
     tail = f"\n    for (int32_t k = {K}; k < {Kp}; k++) col[j * {Kp} + k] = 0;" if Kp > K else ""
     body = f"""\
-{decl}{_gemm_tables(wv, bias - (int(zx) + 128) * wv.sum(axis=1), 1, N, K, Kp, bits)}{sdecl}\
+{decl}{tables}{sdecl}\
 for (int32_t r0 = 0; r0 < {rows}; r0 += {rb}) {{
     const int32_t n = {rows} - r0 < {rb} ? {rows} - r0 : {rb};
     for (int32_t j = 0; j < n; j++) {{
@@ -1095,6 +1181,270 @@ for (int32_t r0 = 0; r0 < {rows}; r0 += {rb}) {{
 {_indent(core, 4)}
 }}"""
     return body, scratch
+
+
+# ------------------------------------------------------------ microcontrollers
+
+# Register blocks of the microcontroller dot-product kernels, (positions, channels):
+# with the DSP extension 2x2 (each loaded operand pair feeds two SMLADs, four
+# accumulators: what fits Thumb-2's registers); without SIMD (rv32) 3x4 (each
+# weight load feeds three multiply-adds, each activation load four; 4x4 spills
+# with gcc 12, measured).
+# A fully connected layer has one position per sample: channels only.
+MCU_BLOCKS = {"dsp": (2, 2), "scalar": (3, 4)}
+MCU_FC_BLOCKS = {"dsp": (1, 4), "scalar": (1, 8)}
+MCU_TARGETS = ("cortex-m4", "cortex-m7", "rv32imac")
+
+
+def _mcu_weight_table(name: str, wv: np.ndarray, G: int, Mg: int, K: int, MB: int) -> tuple[str, int, int]:
+    """(declaration, Mgp, Kp) of the weights in the order the register blocks read
+    them: per group and block of MB channels (a multiple of every variant's
+    block), per four patch codes, the MB channels' four int8 weights, each four
+    stored as (w0, w2, w1, w3) so that SXTB16 and SXTB16-ROR-8 of one word give
+    the pairs (w0, w1) and (w2, w3) that SMLAD multiplies with the activation
+    pairs (x0, x1) and (x2, x3). One table serves every variant."""
+    Mgp, Kp = -(-Mg // MB) * MB, max(4, -(-K // 4) * 4)
+    t = np.zeros((G, Mgp, Kp), np.int64)
+    t[:, :Mg, :K] = wv.reshape(G, Mg, K)
+    t = t.reshape(G, Mgp // MB, MB, Kp // 4, 4).transpose(0, 1, 3, 2, 4)[..., [0, 2, 1, 3]]
+    return array(name, "int8_t", t.reshape(-1), 24), Mgp, Kp
+
+
+def _mcu_tile(variant: str, NP: int, MB: int, Kp: int, TB: int) -> str:
+    """The dot products of NP gathered patches (int16 codes at `cp + i * Kp`,
+    8-byte aligned) with MB channels' weights (from `wp`, `_mcu_weight_table`'s
+    order with blocks of TB channels) from the initial values `bp[c]` into
+    accumulators a<i>_<c>. Per four patch codes: with the DSP extension, per
+    position two words of code pairs, per channel one word of weights split by
+    SXTB16 into two pairs, two SMLADs per (position, channel), two such steps
+    per loop iteration; without, per code the positions' codes and the channels'
+    weights once each, then every product."""
+    inits = ", ".join(f"a{i}_{c} = bp[{c}]" for i in range(NP) for c in range(MB))
+
+    def dsp_step(o: int) -> list[str]:  # codes k + 4o .. k + 4o + 3
+        lines = [f"const uint32_t x{i}a = xw[{(i * Kp) // 2 + 2 * o}], x{i}b = xw[{(i * Kp) // 2 + 2 * o + 1}];"
+                 for i in range(NP)]
+        for c in range(MB):
+            lines.append(f"const uint32_t w{c}_ = qcc_ld32(wk + {4 * (o * TB + c)}), "
+                         f"w{c}l = __sxtb16(w{c}_), w{c}h = qcc_sxtb16_odd(w{c}_);")
+            lines += [f"a{i}_{c} = __smlad(x{i}a, w{c}l, a{i}_{c}); a{i}_{c} = __smlad(x{i}b, w{c}h, a{i}_{c});"
+                      for i in range(NP)]
+        return ["{", *("    " + x for x in lines), "}"]
+
+    if variant == "dsp":  # the words of the patches (qcc_u32 may alias the int16 codes)
+        u = 2 if NP > 1 else 1  # steps per iteration: one position's four weight words leave no registers
+        main = Kp // (4 * u) * 4 * u
+        tail = "" if main == Kp else "\n" + "\n".join(dsp_step(0))
+        return f"""\
+int32_t {inits};
+const int8_t *wk = wp;
+const qcc_u32 *xw = (const qcc_u32 *)cp;
+for (int32_t k = 0; k < {main}; k += {4 * u}, wk += {4 * u * TB}, xw += {2 * u}) {{
+{_indent(chr(10).join(sum((dsp_step(o) for o in range(u)), [])), 4)}
+}}{tail}"""
+    # signed sums (every partial sum fits, _mcu_sums_fit): gcc keeps the order, no spills
+    lines = []
+    for t, s in enumerate((0, 2, 1, 3)):  # natural code t is stored at s within its four
+        step = [" ".join(f"const int32_t x{i} = cp[{i * Kp} + k + {t}];" for i in range(NP))]
+        step += [f"const int32_t w{c} = wk[{4 * c + s}];" for c in range(MB)]
+        step += [" ".join(f"a{i}_{c} += x{i} * w{c};" for i in range(NP)) for c in range(MB)]
+        lines.append("{\n" + _indent("\n".join(step), 4) + "\n}\nQCC_MCU_STEP();")
+    return f"""\
+int32_t {inits};
+const int8_t *wk = wp;
+for (int32_t k = 0; k < {Kp}; k += 4, wk += {4 * TB}) {{
+{_indent(chr(10).join(lines), 4)}
+}}"""
+
+
+def _mcu_epilogue(NP: int, MB: int, Mg: int, m_base: str, j_base: str, j_limit: str | None, y_row: str,
+                  store: str, variant: str) -> str:
+    """Requantize and store every accumulator of a tile: output channel `m_base + c`
+    (skipped past Mg), position `j_base + i` (skipped at `j_limit`)."""
+    out = []
+    for c in range(MB):
+        for i in range(NP):
+            conds = [f"mb + {c} < {Mg}"] if Mg % MB else []
+            if i and j_limit is not None:
+                conds.append(f"{j_base} + {i} < {j_limit}")
+            av = f"a{i}_{c}"
+            stmt = (f"{{\n    const int32_t m = {m_base} + {c}, j = {j_base} + {i}, av = {av};\n"
+                    f"    {y_row}\n{_indent(_saturating(store, variant).replace('ab[j]', 'av'), 4)}\n}}")
+            out.append(f"if ({' && '.join(conds)}) {stmt}" if conds else stmt)
+    return "\n".join(out)
+
+
+def _mcu_ok(g: _Conv) -> bool:
+    """The microcontroller kernels take 8-bit weights (sub-byte ones keep their packed
+    tables, and the gemm path's unpacking, rather than doubling their flash)."""
+    return _codes8(g) and g.w.const_bits not in (2, 4) and _mcu_sums_fit(g.wv, g.bias, int(g.x.qp.zero_point[0]))
+
+
+def _mcu_sums_fit(wv: np.ndarray, bias: np.ndarray, zx: int) -> bool:
+    """Every partial sum (bias - zx * sum(w)) + sum over some taps of w * x, |x| <= 128,
+    fits int32: the microcontroller kernels accumulate in int32 in any tap order."""
+    folded = bias - zx * wv.sum(axis=1)
+    return int((128 * np.abs(wv).sum(axis=1) + np.abs(folded)).max()) < (1 << 31) - 1
+
+
+def _saturating(store: str, variant: str) -> str:
+    """`store` with its int8 clamp to [lo, 127] as SSAT (and one compare when lo > -128)
+    on the DSP extension."""
+    m = re.fullmatch(r"ym\[(.*?)\] = \(int8_t\)qcc_clamp\((.*), (-?\d+), 127\);", store)
+    if variant != "dsp" or m is None:
+        return store
+    return f"ym[{m.group(1)}] = (int8_t)qcc_ssat8({m.group(2)}, {m.group(3)});"
+
+
+def _mcu_conv(g: _Conv, store: str) -> tuple[str, int]:
+    """Convolution for microcontrollers, per group: blocks of NP output positions
+    (in one output row) gathered as int16 patches - from a copy of the KH input
+    rows the output row reads, bordered with the zero point, so that the gather
+    needs no bounds checks; a pointwise convolution reads its channel columns
+    directly - then `_mcu_tile` per block of MB channels and the requantization
+    epilogue straight from the registers. Scratch: the NP patches and the rows,
+    a small fraction of an activation. acc = (bias - zx * sum(w)) + sum(w * x)."""
+    zx = int(g.x.qp.zero_point[0])
+    TB = max(mb for _, mb in MCU_BLOCKS.values())
+    wdecl, Mgp, Kp = _mcu_weight_table("WM", g.wv, g.G, g.Mg, g.K, TB)
+    bf = np.zeros((g.G, Mgp), np.int64)
+    bf[:, :g.Mg] = (g.bias - zx * g.wv.sum(axis=1)).reshape(g.G, g.Mg)
+    return _mcu_both(wdecl + array("BM", "int32_t", bf.reshape(-1), 10),
+                     lambda v: _mcu_conv_variant(g, store, v, Mgp, Kp, TB))
+
+
+def _mcu_conv_variant(g: _Conv, store: str, variant: str, Mgp: int, Kp: int, TB: int) -> tuple[str, int]:
+    zx = int(g.x.qp.zero_point[0])
+    xt = atype(g.x.dtype)
+    NP, MB = MCU_BLOCKS[variant]
+    P = g.OH * g.OW
+    pointwise = g.KH == g.KW == g.SH == g.SW == 1 and g.no_pad
+    col_bytes = -(-(NP * Kp + 2) * 2 // 8) * 8  # slack: the word copies' last extra code
+    Wp = max(g.PL + g.W, (g.OW - 1) * g.SW + (g.KW - 1) * g.DW + 1)
+    tile = _mcu_tile(variant, NP, MB, Kp, TB)
+    ym = f"{atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {P};"
+    if pointwise:  # positions in order; the patch is a strided channel column
+        epi = _mcu_epilogue(NP, MB, g.Mg, f"gi * {g.Mg} + mb", "p0", str(P) if P % NP else None, ym, store, variant)
+        gather = "\n".join(f"{{ const {xt} *xs = xg + (p0 + {i} < {P} ? p0 + {i} : {P - 1}); "
+                           f"for (int32_t ci = 0; ci < {g.Cg}; ci++) col[{i * Kp} + ci] = xs[ci * {P}]; }}"
+                           for i in range(NP))
+        loops = f"""\
+for (int32_t p0 = 0; p0 < {P}; p0 += {NP}) {{
+{_indent(gather, 4)}
+    for (int32_t mb = 0; mb < {-(-g.Mg // MB) * MB}; mb += {MB}) {{
+        const int8_t *wp = WM + (gi * {Mgp} + mb / {TB} * {TB}) * {Kp} + mb % {TB} * 4;
+        const int32_t *bp = BM + gi * {Mgp} + mb;
+        const qcc_i16 *cp = col;
+{_indent(tile, 8)}
+{_indent(epi, 8)}
+    }}
+}}"""
+        row_bytes = 0
+    else:  # per output row, the KH input rows of each channel bordered with the zero point
+        row_bytes = -(-(g.Cg * g.KH * Wp + 2) * 2 // 8) * 8
+        epi = _mcu_epilogue(NP, MB, g.Mg, f"gi * {g.Mg} + mb", f"oh * {g.OW} + ow0",
+                            f"oh * {g.OW} + {g.OW}" if g.OW % NP else None, ym, store, variant)
+        taps = " ".join(f"d[{kw}] = s[{kw * g.DW}];" for kw in range(g.KW))
+        if variant == "dsp" and g.DW == 1:  # pairs of taps as words (unaligned LDR/STR); an odd
+            # last tap copies one code too many, which the next row overwrites or lands in the
+            # zero-weight tail / the slack after the patches
+            taps = " ".join(f"memcpy(d + {kw}, s + {kw}, 4);" for kw in range(0, g.KW, 2))
+        gather = "\n".join(f"""\
+{{
+    const int32_t q = ow0 + {i} < {g.OW} ? ow0 + {i} : {g.OW - 1};
+    for (int32_t r = 0; r < {g.Cg * g.KH}; r++) {{
+        const qcc_i16 *s = rows + r * {Wp} + q * {g.SW};
+        qcc_i16 *d = col + {i * Kp} + r * {g.KW};
+        {taps}
+    }}
+}}""" for i in range(NP))
+        pad_l = f"for (int32_t i = 0; i < {g.PL}; i++) d[i] = {zx};\n" if g.PL else ""
+        pad_r = f"for (int32_t i = {g.PL + g.W}; i < {Wp}; i++) d[i] = {zx};\n" if Wp > g.PL + g.W else ""
+        loops = f"""\
+for (int32_t oh = 0; oh < {g.OH}; oh++) {{
+    for (int32_t r = 0; r < {g.Cg * g.KH}; r++) {{
+        const int32_t ci = r / {g.KH}, ih = oh * {g.SH} - {g.PT} + (r % {g.KH}) * {g.DH};
+        qcc_i16 *d = rows + r * {Wp};
+        const {xt} *s = xg + ci * {g.H * g.W} + ih * {g.W};
+        if (ih < 0 || ih >= {g.H}) {{
+            for (int32_t i = 0; i < {Wp}; i++) d[i] = {zx};
+            continue;
+        }}
+{_indent(pad_l + f"for (int32_t i = 0; i < {g.W}; i++) d[{g.PL} + i] = s[i];" + chr(10) + pad_r, 8)}
+    }}
+    for (int32_t ow0 = 0; ow0 < {g.OW}; ow0 += {NP}) {{
+{_indent(gather, 8)}
+        for (int32_t mb = 0; mb < {-(-g.Mg // MB) * MB}; mb += {MB}) {{
+            const int8_t *wp = WM + (gi * {Mgp} + mb / {TB} * {TB}) * {Kp} + mb % {TB} * 4;
+            const int32_t *bp = BM + gi * {Mgp} + mb;
+            const qcc_i16 *cp = col;
+{_indent(tile, 12)}
+{_indent(epi, 12)}
+        }}
+    }}
+}}"""
+    body = f"""\
+qcc_i16 *col = (qcc_i16 *)scratch;
+{f"qcc_i16 *rows = (qcc_i16 *)(scratch + {col_bytes});" if row_bytes else ""}
+for (int32_t k = 0; k < {NP * Kp}; k++) col[k] = 0;  /* the patch tail past K stays 0 */
+for (int32_t b = 0; b < {g.N}; b++)
+for (int32_t gi = 0; gi < {g.G}; gi++) {{
+    const {xt} *xg = x + (b * {g.C} + gi * {g.Cg}) * {g.H * g.W};
+{_indent(loops, 4)}
+}}"""
+    return body, col_bytes + row_bytes
+
+
+def _mcu_fc(x: Tensor, w: Tensor, y: Tensor, wv, bias, rows: int, N: int, K: int, m0: str, sh: str, zy,
+            lo, hi) -> tuple[str, int]:
+    """Fully connected for microcontrollers: per input row, its codes as int16
+    (`_mcu_tile`'s patch), then tiles of channels with their epilogue."""
+    zx = int(x.qp.zero_point[0])
+    shifts = nx.quantize_multipliers(np.asarray(x.qp.scale[0] * np.asarray(w.qp.scale) / y.qp.scale[0],
+                                                np.float64).reshape(-1))[1]
+    rq, sh = ("qcc_rq32_down", _negate(sh)) if np.all(shifts <= 0) else ("qcc_rq32", sh)
+    store = (f"ym[j * {N}] = ({ctype(y.dtype)})qcc_clamp({rq}(ab[j], {m0}, {sh}) + {lit(zy)}, "
+             f"{lit(lo)}, {lit(hi)});")
+    TB = max(mb for _, mb in MCU_FC_BLOCKS.values())
+    wdecl, Mgp, Kp = _mcu_weight_table("WM", wv, 1, N, K, TB)
+    bf = np.zeros(Mgp, np.int64)
+    bf[:N] = bias - zx * wv.sum(axis=1)
+
+    def variant(v: str) -> tuple[str, int]:
+        NP, MB = MCU_FC_BLOCKS[v]
+        epi = _mcu_epilogue(NP, MB, N, "mb", "r", None, f"{atype(y.dtype)} *ym = y + m;", store, v)
+        return f"""\
+for (int32_t r = 0; r < {rows}; r++) {{
+    const {atype(x.dtype)} *xr = x + r * {K};
+    for (int32_t k = 0; k < {K}; k++) col[k] = xr[k];
+    for (int32_t mb = 0; mb < {-(-N // MB) * MB}; mb += {MB}) {{
+        const int8_t *wp = WM + mb / {TB} * {TB * Kp} + mb % {TB} * 4;
+        const int32_t *bp = BM + mb;
+        const qcc_i16 *cp = col;
+{_indent(_mcu_tile(v, NP, MB, Kp, TB), 8)}
+{_indent(epi, 8)}
+    }}
+}}""", -(-NP * Kp * 2 // 8) * 8
+
+    body, scratch = _mcu_both(wdecl + array("BM", "int32_t", bf, 10), variant)
+    return f"qcc_i16 *col = (qcc_i16 *)scratch;\nfor (int32_t k = {K}; k < {Kp}; k++) col[k] = 0;\n{body}", scratch
+
+
+def _mcu_both(decl: str, variants: Callable[[str], tuple[str, int]]) -> tuple[str, int]:
+    """The microcontroller kernel: tables `decl`, then the DSP variant where the
+    target has the DSP extension (Cortex-M4/M7), else the scalar one."""
+    (d, sd), (s, ss) = variants("dsp"), variants("scalar")
+    return f"{decl}#if defined(__ARM_FEATURE_DSP)\n{d}\n#else\n{s}\n#endif", max(sd, ss)
+
+
+def _with_mcu(target: str, wide: tuple[str, int], mcu: Callable[[], tuple[str, int]]) -> tuple[str, int]:
+    """Wide SIMD's loops (`wide`) or the microcontroller kernel (`mcu()`), chosen
+    by the preprocessor; for a microcontroller target the latter alone, so that
+    its tables and scratch are all the arena and flash hold (the C stays portable)."""
+    narrow, s2 = mcu()
+    if target in MCU_TARGETS:
+        return narrow, s2
+    return f"#if QCC_WIDE_SIMD\n{wide[0]}\n#else\n{narrow}\n#endif", max(wide[1], s2)
 
 
 # ------------------------------------------------------------ elementwise
@@ -1543,3 +1893,54 @@ def _swish(c: Ctx, op) -> Kernel:
     k = _float_unary(c, op, f"t = {scaled};\nt = expf(-t);\nt = t + 1.0f;\nt = 1.0f / t;\nt = v * t;")
     k.needs_libm = True
     return k
+
+
+# ------------------------------------------------------ patch-based inference
+
+
+def _window_copy(src: str, src_shape, dst: str, dst_shape, offs, window, into_dst: bool) -> str:
+    """Loops copying a `window` (shape) between a tensor and a window-shaped buffer:
+    src[offs + i] -> dst[i] (slice), or src[i] -> dst[offs + i] (insert, `into_dst`).
+    The last axis is one memcpy; axes where the window is whole merge with it."""
+    full = dst_shape if into_dst else src_shape
+    r = len(full)
+    k = r - 1  # merge trailing axes the window covers entirely (one contiguous run)
+    while k > 0 and window[k] == full[k] and offs[k] == 0:
+        k -= 1
+    fs, ws = strides(full), strides(window)
+    run = math.prod(window[k:])
+    idx_full = " + ".join([f"i{a} * {fs[a]}" for a in range(k)] + [str(sum(o * s for o, s in zip(offs, fs)))])
+    idx_win = " + ".join([f"i{a} * {ws[a]}" for a in range(k)] + ["0"])
+    d, s = (f"{dst} + {idx_full}", f"{src} + {idx_win}") if into_dst else (f"{dst} + {idx_win}", f"{src} + {idx_full}")
+    body = f"memcpy({d}, {s}, {run} * sizeof(*{dst}));"
+    for a in reversed(range(k)):
+        body = f"for (int i{a} = 0; i{a} < {window[a]}; i{a}++) {{\n{_indent(body, 4)}\n}}"
+    return body
+
+
+@_gen(q.SliceOp)
+def _slice(c: Ctx, op) -> Kernel:
+    x, y = c.t(op.operands[0]), c.t(op.results[0])
+    c.inp("x", x), c.out("y", y)
+    return c.kernel(_indent(_window_copy("x", x.shape, "y", y.shape, op.attr("offsets"), y.shape, False), 4))
+
+
+@_gen(q.InsertSliceOp)
+def _insert_slice(c: Ctx, op) -> Kernel:
+    """The tile into its window of y. With a destination, y is dest's buffer (the
+    emitter shares it: the copy of dest is skipped at run time when the pointers
+    match); without one, y starts as the zero point."""
+    y, tile = c.t(op.results[0]), c.t(op.operands[-1])
+    pre = ""
+    if len(op.operands) == 2:
+        c.inp("d", c.t(op.operands[0]))
+        pre = f"if (d != y) memcpy(y, d, {y.nbytes});\n"
+    else:
+        zp = y.qp.zero_point[0]
+        if y.dtype.itemsize == 1:
+            pre = f"memset(y, {zp & 0xFF}, {y.size});\n"
+        else:
+            pre = f"for (int32_t k = 0; k < {y.size}; k++) y[k] = {lit(zp)};\n"
+    c.inp("t", tile), c.out("y", y)
+    loops = _window_copy("t", tile.shape, "y", y.shape, op.attr("offsets"), tile.shape, True)
+    return c.kernel(_indent(pre + loops, 4))

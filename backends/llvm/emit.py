@@ -82,6 +82,8 @@ class LLVMModel:
     naive_bytes: int
     has_run_q: bool
     target: str
+    sram_peak_bytes: int = 0  # arena + input/output buffers outside it (report.json's rule)
+    sram_peak_bytes_excl_input: int = 0
 
 
 def emit_llvm(module: ModuleOp, target: str = "host") -> LLVMModel:
@@ -107,7 +109,8 @@ def emit_llvm(module: ModuleOp, target: str = "host") -> LLVMModel:
             g.unnamed_addr = True
     text = str(mod)
     llvm.parse_assembly(text).verify()  # invalid IR is a bug in qcc: an internal error, not a user error
-    return LLVMModel({"model.ll": text, "model.h": header}, mod, lw.arena_bytes, lw.naive_bytes, lw.q_edge, target)
+    return LLVMModel({"model.ll": text, "model.h": header}, mod, lw.arena_bytes, lw.naive_bytes, lw.q_edge, target,
+                     lw.sram_peak_bytes, lw.sram_peak_bytes_excl_input)
 
 
 def optimized(text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
