@@ -276,6 +276,17 @@ def emit_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str]:
 
     try:
         cm = emit_model(module, target=opts.target)
+        if cm.patches and opts.patch == "auto":
+            # the split was chosen on the tensors alone; kernel scratch can outweigh the tiles'
+            # savings: then the C runs layer by layer (a fixed NxN grid is always honoured)
+            from qcc.passes.materialize_patches import unmarked
+
+            plain = emit_model(unmarked(module), target=opts.target)
+            if plain.sram_peak_bytes_excl_input <= cm.sram_peak_bytes_excl_input:
+                report["warnings"].append(
+                    f"--patch auto: the patch-based C would need {cm.sram_peak_bytes_excl_input} bytes of SRAM "
+                    f"(without the input), layer by layer {plain.sram_peak_bytes_excl_input}: the C runs layer by layer")
+                cm = plain
     except QccError as e:
         report["warnings"].append(f"no C code generated: {e}")
         return {}

@@ -159,3 +159,11 @@ def for_code(module: ModuleOp) -> tuple[ModuleOp, int]:
     n = materialize(clone)
     clone.verify()
     return clone, n
+
+
+def unmarked(module: ModuleOp) -> ModuleOp:
+    """A clone of `module` without the tile-patches marks: what runs layer by layer."""
+    clone = module.clone()
+    for op in clone.walk():
+        op.attributes.pop(GRID_ATTR, None)
+    return clone

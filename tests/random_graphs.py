@@ -33,7 +33,7 @@ A_WIDTHS = (4, 8, 16)
 ACTIVATIONS = ("Relu", "Clip", "HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu")
 LOOKUP_OPS = ("HardSwish", "HardSigmoid", "Sigmoid", "LeakyRelu")
 PASS_THROUGH = ("MaxPool", "AveragePool", "Relu", "Clip", "Flatten")
-BODY = ("conv", "conv", "depthwise", "grouped", "act", "act", "mul", "maxpool", "avgpool", "add", "concat")
+BODY = ("conv", "conv", "depthwise", "grouped", "act", "act", "mul", "maxpool", "avgpool", "add", "concat", "residual")
 
 
 @dataclass
@@ -85,7 +85,11 @@ class _Builder:
         k = int(r.choice([1, 3, 3, 5])) if min(h, w) >= 5 else int(r.choice([1, min(h, w, 3)]))
         s = int(r.choice([1, 1, 2]))
         p = int(r.integers(0, k // 2 + 1))
-        if kind == "depthwise":
+        d = 2 if k == 3 and min(h, w) >= 7 and r.random() < 0.15 else 1
+        if kind == "residual":  # shape-preserving conv, then Add with its input (fuse-residual-add)
+            g = c if c > 1 and r.random() < 0.5 else 1
+            k, s, p, d, m = 3, 1, 1, 1, c
+        elif kind == "depthwise":
             g, m = c, c * int(r.choice([1, 1, 2]))
         elif kind == "grouped" and c >= 2 and c % 2 == 0:
             g = int(r.choice([d for d in (2, c // 2, c) if d >= 2 and c % d == 0]))
@@ -96,8 +100,17 @@ class _Builder:
         ins = [x, self.const(wt)]
         if r.random() < 0.8:
             ins.append(self.const(r.normal(0, 0.3, size=m).astype(np.float32)))
-        oh, ow = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1
-        return self.node("Conv", ins, (n, m, oh, ow), kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, group=g)
+        ek = d * (k - 1) + 1
+        oh, ow = (h + 2 * p - ek) // s + 1, (w + 2 * p - ek) // s + 1
+        attrs = dict(kernel_shape=[k, k], strides=[s, s], pads=[p] * 4, group=g)
+        if d > 1:
+            attrs["dilations"] = [d, d]
+        y = self.node("Conv", ins, (n, m, oh, ow), **attrs)
+        if kind == "residual":
+            if r.random() < 0.5:
+                y = self.act(y)
+            y = self.node("Add", [x, y] if r.random() < 0.5 else [y, x], self.shapes[x])
+        return y
 
     def act(self, x: str) -> str:
         op = str(self.rng.choice(ACTIVATIONS))
@@ -156,7 +169,7 @@ def random_graph(rng: np.random.Generator, seed: int = 0) -> RandomGraph:
     x, earlier = "input", ["input"]
     kinds = [str(rng.choice(["conv", "depthwise", "grouped"]))] + list(rng.choice(BODY, size=int(rng.integers(1, 7))))
     for kind in kinds:  # a data-movement op or activation on the float input would stay float: start with a conv
-        if kind in ("conv", "depthwise", "grouped"):
+        if kind in ("conv", "depthwise", "grouped", "residual"):
             y = b.conv(x, kind)
         elif kind == "act":
             y = b.act(x)

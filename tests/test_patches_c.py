@@ -339,3 +339,16 @@ def test_c_patch_based_at_mixed_precision(tmp_path, digits):
     for k in c:
         np.testing.assert_array_equal(c[k], c0[k])
     assert art.report["totals"]["sram_peak_bytes"] < art0.report["totals"]["sram_peak_bytes"]
+
+
+def test_auto_keeps_layer_by_layer_c_when_patches_would_not_save_sram(tmp_path, digits):
+    """lenet's conv scratch outweighs its tiny stage: `--patch auto` then emits the
+    layer-by-layer C and says so; mbv3's patches do save SRAM and stay."""
+    art = qcc.compile(str(MODELS / "lenet_digits.onnx"), str(tmp_path / "l"), calib={"input": digits}, bits=(8,),
+                      patch="auto", quiet=True, emit="c")
+    assert art.report["patch"]["grid"][0] > 1 and art.report["code"]["patches"] == 0
+    assert any("the C runs layer by layer" in w for w in art.report["warnings"])
+    art = qcc.compile(str(MODELS / "mbv3_digits.onnx"), str(tmp_path / "m"), calib={"input": digits}, bits=(8,),
+                      patch="auto", quiet=True)
+    assert art.report["code"]["patches"] > 1
+    assert not any("the C runs layer by layer" in w for w in art.report["warnings"])

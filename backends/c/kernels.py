@@ -487,15 +487,37 @@ def _add_codes(c: Ctx, op, y: Tensor, conv_code: str, res_code: str) -> str:
     i = _epilogue_of(op)
     a, b = (c.t(v) for v in op.operands)
     codes = [conv_code, res_code] if i == 0 else [res_code, conv_code]
-    p = nx.add_params(a.qp, b.qp, y.qp)
     lo, hi = _clamp_bounds(op)
+    return _add_stmts(codes, a.qp, b.qp, y, lo, hi, "qa_", "qb_", "ym[j]")
+
+
+def _add_stmts(codes, qa: nx.QParams, qb: nx.QParams, y: Tensor, lo: int, hi: int, va: str, vb: str,
+               dst: str) -> str:
+    """TFLite's quantized add of two codes (C expressions) into `dst`. Where every
+    intermediate provably fits int32 (the shifted operands, their requantized
+    values and their sum), the same requantizations run in 32-bit arithmetic
+    (qcc_rq32_down / qcc_rq32, equal to qcc_requant32 on int32 accumulators),
+    which vectorises; otherwise in 64-bit."""
+    p = nx.add_params(qa, qb, y.qp)
     lsh = lit(1 << p["left_shift"])
-    return (f"const int64_t qa_ = qcc_requant32(((int64_t){codes[0]} - {lit(a.qp.zero_point[0])}) * {lsh}, "
+    za, zb, zy = (lit(t.zero_point[0]) for t in (qa, qb, y.qp))
+    spans = [max(t.qmax - int(t.zero_point[0]), int(t.zero_point[0]) - t.qmin) << p["left_shift"] for t in (qa, qb)]
+    # |requantize32(x, m, s)| <= |x| * m * 2^(s - 31) + 1
+    summed = sum(x * p[m] / 2.0 ** (31 - p[sh]) + 1 for x, m, sh in zip(spans, ("m_a", "m_b"), ("s_a", "s_b")))
+    if max(spans) < (1 << 31) and summed < (1 << 31) - 2 and p["s_a"] <= 0 and p["s_b"] <= 0:
+        fin = (f"qcc_rq32_down({va} + {vb}, {lit(p['m_y'])}, {-p['s_y']})" if p["s_y"] <= 0
+               else f"qcc_rq32({va} + {vb}, {lit(p['m_y'])}, {p['s_y']})")
+        return (f"const int32_t {va} = qcc_rq32_down(((int32_t){codes[0]} - {za}) * {lsh}, {lit(p['m_a'])}, "
+                f"{-p['s_a']});\n"
+                f"const int32_t {vb} = qcc_rq32_down(((int32_t){codes[1]} - {zb}) * {lsh}, {lit(p['m_b'])}, "
+                f"{-p['s_b']});\n"
+                f"{dst} = ({ctype(y.dtype)})qcc_clamp({fin} + {zy}, {lit(lo)}, {lit(hi)});")
+    return (f"const int64_t {va} = qcc_requant32(((int64_t){codes[0]} - {za}) * {lsh}, "
             f"{lit(p['m_a'])}, {p['s_a']});\n"
-            f"const int64_t qb_ = qcc_requant32(((int64_t){codes[1]} - {lit(b.qp.zero_point[0])}) * {lsh}, "
+            f"const int64_t {vb} = qcc_requant32(((int64_t){codes[1]} - {zb}) * {lsh}, "
             f"{lit(p['m_b'])}, {p['s_b']});\n"
-            f"ym[j] = ({ctype(y.dtype)})qcc_clamp(qcc_requant32(qa_ + qb_, {lit(p['m_y'])}, {p['s_y']}) + "
-            f"{lit(y.qp.zero_point[0])}, {lit(lo)}, {lit(hi)});")
+            f"{dst} = ({ctype(y.dtype)})qcc_clamp(qcc_requant32({va} + {vb}, {lit(p['m_y'])}, {p['s_y']}) + "
+            f"{zy}, {lit(lo)}, {lit(hi)});")
 
 
 GEMM_MB = 4  # output channels per pass over a patch (four accumulators in registers)
@@ -1488,16 +1510,9 @@ def _add(c: Ctx, op) -> Kernel:
         return _conv_kernel(c, conv, add=op)
 
     a, b, y = (c.t(v) for v in (*op.operands, op.results[0]))
-    p = nx.add_params(a.qp, b.qp, y.qp)
     lo, hi = _clamp_bounds(op)
     c.inp("a", a), c.inp("b", b), c.out("y", y)
-    lsh = lit(1 << p["left_shift"])
-    body = (f"const int64_t xa = qcc_requant32(((int64_t)a[i0] - {lit(a.qp.zero_point[0])}) * {lsh}, "
-            f"{lit(p['m_a'])}, {p['s_a']});\n"
-            f"const int64_t xb = qcc_requant32(((int64_t)b[i1] - {lit(b.qp.zero_point[0])}) * {lsh}, "
-            f"{lit(p['m_b'])}, {p['s_b']});\n"
-            f"y[iy] = ({ctype(y.dtype)})qcc_clamp(qcc_requant32(xa + xb, {lit(p['m_y'])}, {p['s_y']}) + "
-            f"{lit(y.qp.zero_point[0])}, {lit(lo)}, {lit(hi)});")
+    body = _add_stmts(["a[i0]", "b[i1]"], a.qp, b.qp, y, lo, hi, "xa", "xb", "y[iy]")
     return c.kernel(_indent(broadcast_loops(y.shape, [a.shape, b.shape], body), 4))
 
 
