@@ -200,7 +200,7 @@ def _uniform_alternatives(ops: list[dict]) -> list[dict]:
     out = []
     widths = sorted({int(b) for o in ops if o["metrics"] for b in o["metrics"].get("w_sqnr", {})})
     for b in widths:
-        rel, size = [], 0
+        rel, size, bitops = [], 0, 0
         for o in ops:
             m = o["metrics"]
             if not m:
@@ -210,10 +210,11 @@ def _uniform_alternatives(ops: list[dict]) -> list[dict]:
             noise = m.get("w_mse", {}).get(str(b), 0.0) + m.get("a_mse", {}).get(ab, 0.0)
             rel.append(noise / sig)
             size += nx.packed_size(o["params"], b)
+            bitops += o["macs"] * b * int(ab)
         if rel:
-            out.append({"label": f"uniform {b}-bit", "weight_bytes": size,
+            out.append({"label": f"uniform {b}-bit", "weight_bytes": size, "bitops": bitops,
                         "est_sqnr_db": _db(float(np.mean(rel)))})
-    rel, size = [], 0
+    rel, size, bitops = [], 0, 0
     for o in ops:
         m = o["metrics"]
         if not m or not o["integer"]:
@@ -223,8 +224,10 @@ def _uniform_alternatives(ops: list[dict]) -> list[dict]:
             m.get("a_mse", {}).get(str(o["a_bits"]), 0.0)
         rel.append(noise / sig)
         size += o["weight_bytes"]
+        bitops += o["macs"] * (o["w_bits"] or 32) * (o["a_bits"] or 32)
     if rel:
-        out.append({"label": "chosen", "weight_bytes": size, "est_sqnr_db": _db(float(np.mean(rel)))})
+        out.append({"label": "chosen", "weight_bytes": size, "bitops": bitops,
+                    "est_sqnr_db": _db(float(np.mean(rel)))})
     return out
 
 
@@ -282,18 +285,19 @@ def _bars(title: str, labels: list[str], series: dict[str, list[float | None]], 
     return f"<h3>{html.escape(title)}</h3>" + "".join(out)
 
 
-def _scatter(points: list[dict]) -> str:
+def _scatter(points: list[dict], key: str = "weight_bytes", scale: float = 1024, unit: str = "weight KB") -> str:
+    points = [p for p in points if key in p]
     if not points:
         return ""
     w, h, pad = 460, 260, 50
-    xs = [p["weight_bytes"] / 1024 for p in points]
+    xs = [p[key] / scale for p in points]
     ys = [p["est_sqnr_db"] for p in points]
     x0, x1 = 0, max(xs) * 1.1 or 1
     y0, y1 = min(ys) - 3, max(ys) + 3
-    out = [f'<svg width="{w}" height="{h}" role="img" aria-label="size versus estimated SQNR">',
+    out = [f'<svg width="{w}" height="{h}" role="img" aria-label="{html.escape(unit)} versus estimated SQNR">',
            f'<line x1="{pad}" y1="{h - pad}" x2="{w - 10}" y2="{h - pad}" stroke="#999"/>',
            f'<line x1="{pad}" y1="10" x2="{pad}" y2="{h - pad}" stroke="#999"/>',
-           f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">weight KB</text>',
+           f'<text x="{w / 2}" y="{h - 15}" text-anchor="middle">{unit}</text>',
            f'<text x="12" y="{h / 2}" transform="rotate(-90 12 {h / 2})" text-anchor="middle">est. SQNR dB</text>']
     for p, x, y in zip(points, xs, ys):
         px = pad + (x - x0) / (x1 - x0) * (w - pad - 20)
@@ -301,9 +305,10 @@ def _scatter(points: list[dict]) -> str:
         color = "#d62728" if p["label"] == "chosen" else "#1f77b4"
         out.append(f'<circle cx="{px:.1f}" cy="{py:.1f}" r="5" fill="{color}"/>'
                    f'<text x="{px + 8:.1f}" y="{py - 6:.1f}">{html.escape(p["label"])} '
-                   f'({x:.1f} KB, {y:.1f} dB)</text>')
+                   f'({x:.1f} {unit.split()[-1]}, {y:.1f} dB)</text>')
     out.append("</svg>")
-    return "<h3>Weight size vs estimated output SQNR</h3>" + "".join(out)
+    what = "Weight size" if key == "weight_bytes" else "BitOPs"
+    return f"<h3>{what} vs estimated output SQNR</h3>" + "".join(out)
 
 
 def _patch_html(p: dict | None) -> str:
@@ -366,6 +371,7 @@ def render_html(r: dict) -> str:
 {_bars('Per-layer sensitivity: local SQNR by width (higher is more robust)', labels, sens, 'dB') if labels else ''}
 {_bars('Bit allocation', labels, alloc, 'bits') if labels else ''}
 {_scatter(r.get('uniform') or [])}
+{_scatter(r.get('uniform') or [], 'bitops', 1e9, 'BitOPs G')}
 <h2>Time per stage</h2><ul>{''.join(f'<li>{e(k)}: {v:.2f} s</li>' for k, v in (r.get('timings_s') or {}).items())}</ul>
 </body></html>
 """
