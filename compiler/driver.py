@@ -285,7 +285,8 @@ def emit_code(module: ModuleOp, opts: Options, report: dict) -> dict[str, str]:
             if plain.sram_peak_bytes_excl_input <= cm.sram_peak_bytes_excl_input:
                 report["warnings"].append(
                     f"--patch auto: the patch-based C would need {cm.sram_peak_bytes_excl_input} bytes of SRAM "
-                    f"(without the input), layer by layer {plain.sram_peak_bytes_excl_input}: the C runs layer by layer")
+                    f"(without the input), layer by layer {plain.sram_peak_bytes_excl_input}: "
+                    "the C runs layer by layer")
                 cm = plain
     except QccError as e:
         report["warnings"].append(f"no C code generated: {e}")

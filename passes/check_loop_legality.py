@@ -15,7 +15,7 @@ from xdsl.passes import ModulePass
 
 from qcc.errors import QccError
 
-ALLOWED = {"loops": ("builtin.module", "func.", "memref.", "scf.", "arith.", "math."),
+ALLOWED = {"loops": ("builtin.module", "func.", "memref.", "scf.", "arith.", "math.", "llvm.call_intrinsic"),
            "llvm": ("builtin.module", "llvm.")}
 
 

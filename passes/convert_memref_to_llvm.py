@@ -79,7 +79,9 @@ class LoadToLLVM(RewritePattern):
         et = op.res.type
         ptr, idx = self.types.operands(rewriter, [op.memref, op.indices[0]])
         gep = llvm.GEPOp(ptr, [llvm.GEP_USE_SSA_VAL], et, ssa_indices=[idx], inbounds=True)
-        self.types.replace(rewriter, op, [gep, llvm.LoadOp(gep, et, alignment=_elem_bytes(et))])
+        align = op.attributes.get("qcc.align")  # lower-to-loops' word loads of byte buffers: maybe unaligned
+        self.types.replace(rewriter, op, [gep, llvm.LoadOp(gep, et, alignment=align.value.data if align is not None
+                                                           else _elem_bytes(et))])
 
 
 @dataclass

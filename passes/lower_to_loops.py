@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects import arith, func, math as xmath, memref, scf
+from xdsl.dialects import arith, func, llvm as xllvm, math as xmath, memref, scf
 from xdsl.dialects.builtin import (
     DenseIntOrFPElementsAttr,
     Float32Type,
@@ -59,6 +59,8 @@ from qcc.interpreter import main_func, module_opset
 
 INDEX = IndexType()
 BLOCK = 4  # outputs per register block: pixels of a convolution row, neurons of a fully-connected layer
+PW_BLOCK = 2  # output channels per block of the DSP pointwise kernel (x 4 pixels)
+DSP_BLOCK = 2  # the same with SMLAD: each accumulator also holds two int16 pairs of weights; LLVM unrolls the loop
 F32, F64 = Float32Type(), Float64Type()
 _INT = {np.dtype(np.int8): i8, np.dtype(np.int16): i16, np.dtype(np.int32): i32, np.dtype(np.uint8): i8,
         np.dtype(np.uint16): i16, np.dtype(np.uint32): i32, np.dtype(np.float32): F32}
@@ -236,6 +238,38 @@ class Requant:
         return b.shr(b.subi(b.addi(s, half), neg), p["r"])
 
 
+def requant_out(b: B, rq: Requant, acc, p: dict, zp: int, lo: int, hi: int, ty):
+    """finish(rq.apply(acc)) for a dot product's accumulator. An int32 accumulator
+    with requantize32 stays in 32-bit arithmetic except for the 32x32->64 product
+    of SRDHM (a single SMULL on 32-bit cores): the rounding right shift as
+    (s >> e) + ((s & mask) > (mask >> 1) + (s < 0)) (equal to docs/numerics.md's
+    (s + 2^(e-1) - (s < 0)) >> e, without its overflow past int32), the clamp as
+    clamp(v, lo - zp, hi - zp) + zp."""
+    if rq.acc_bits != 32 or acc.type != i32 or np.any(rq.tabs["r"] > 31):
+        return finish(b, rq.apply(b, b.sext(acc, i64), p), zp, lo, hi, ty)
+    x = acc
+    if np.any(rq.tabs["l"] > 1):
+        shifted = b.trunc(sat32(b, b.muli(b.sext(acc, i64), b.val(p["l"], i64))), i32)
+        x = shifted if rq.uniform or np.all(rq.tabs["l"] > 1) else \
+            b.sel(b.cmp("sgt", p["l"], b.c(1)), shifted, acc)
+    m0 = b.c(int(p["m0"])) if rq.uniform else b.sext(b.trunc(p["m0"], i32), i64)
+    s = b.trunc(b.shr(b.addi(b.muli(b.sext(x, i64), m0), b.c(1 << 30)), b.c(31)), i32)
+    if np.any(rq.tabs["r"] > 0):
+        if rq.uniform:
+            e = int(rq.tabs["r"][0])
+            sh, mask = b.c(e, i32), b.c((1 << e) - 1, i32)
+            half = b.c(((1 << e) - 1) >> 1, i32)
+        else:
+            sh = b.trunc(p["r"], i32)
+            mask = b.subi(b.add(arith.ShLIOp(b.c(1, i32), sh)), b.c(1, i32))
+            half = b.add(arith.ShRUIOp(mask, b.c(1, i32)))
+        neg = b.add(arith.ExtUIOp(b.cmp("slt", s, b.c(0, i32)), i32))
+        up = b.cmp("sge", b.add(arith.AndIOp(s, mask)), b.addi(half, neg))
+        s = b.addi(b.shr(s, sh), b.add(arith.ExtUIOp(up, i32)))
+    y = b.smin(b.smax(s, b.c(lo - zp, i32)), b.c(hi - zp, i32))
+    return b.trunc(b.addi(y, b.c(zp, i32)), ty)
+
+
 def finish(b: B, v64, zp: int, lo: int, hi: int, ty):
     """clamp(v + zp, lo, hi) in the storage type."""
     y = b.smin(b.smax(b.addi(v64, b.c(zp)), b.c(lo)), b.c(hi))
@@ -274,9 +308,10 @@ class TensorInfo:
 class Lowering:
     """One quantized @main -> module ops of the loop-level stage."""
 
-    def __init__(self, module: ModuleOp, index_bits: int):
+    def __init__(self, module: ModuleOp, index_bits: int, dsp: bool = False):
         self.module = module
         self.index_bits = index_bits
+        self.dsp = dsp  # Arm DSP extension: int8 dot products as SXTB16/SMLAD (llvm.arm.* intrinsics)
         self.fn = main_func(module)
         self.opset = module_opset(module)
         self.globals: list[Operation] = []
@@ -773,6 +808,11 @@ def _conv(lw: Lowering, b: B, op) -> None:
     ow_lo = min(-(-PL // SW), OW)
     ow_hi = max(ow_lo, min(OW, (W - 1 - (KW - 1) * DW + PL) // SW + 1))
     xm, wm, ym = lw.mem(b, op.operands[0]), lw.mem(b, op.operands[1]), lw.mem(b, op.results[0])
+    if lw.dsp and acc_t == i32 and G == 1 and KH == KW == 1 and SH == SW == 1 and no_pad and C >= 4 \
+            and H * W >= 4 and x.packed is None and w.packed is None and x.dtype in (np.int8, np.uint8) \
+            and w.dtype == np.int8 and OH * OW == H * W:
+        _pointwise_dsp(lw, b, op, (N, C, H * W, M), (xm, wm, ym), rq, folded, fsym, (zy, lo, hi), x.qp.signed)
+        return
 
     def per_channel(bb: B, n, g, mg):
         m = bb.addi(bb.muli(g, bb.i(Mg)), mg)
@@ -834,8 +874,8 @@ def _conv(lw: Lowering, b: B, op) -> None:
                                                    lo=kb[2]),
                 list(a0), lo=kb[0]), [b_in if interior else b_border] * U)
             for u, acc in enumerate(accs):
-                v = rq.apply(b2, b2.sext(acc, i64), p)
-                b2.store(finish(b2, v, zy, lo, hi, y.elem), ym, b2.addi(ybase, b2.lin([(oh, OW), (ow, 1)], u)))
+                b2.store(requant_out(b2, rq, acc, p, zy, lo, hi, y.elem), ym,
+                         b2.addi(ybase, b2.lin([(oh, OW), (ow, 1)], u)))
 
         # rows and columns split into border / interior / border ranges; interior rows in blocks of U
         for r0, r1, rin in ((0, oh_lo, False), (oh_lo, oh_hi, True), (oh_hi, OH, False)):
@@ -859,6 +899,107 @@ def _conv(lw: Lowering, b: B, op) -> None:
     b.loops([N, G, Mg], lambda bb, ivs: per_channel(bb, *ivs))
 
 
+def _pointwise_dsp(lw: Lowering, b: B, op, dims, mems, rq: Requant, folded, fsym, out, x_signed: bool) -> None:
+    """1x1 convolution (stride 1, no padding, one group) with the Arm DSP extension:
+    y[n, m, p] = b'[m] + sum_c x[n, c, p] * w[m, c] in blocks of PW_BLOCK output
+    channels x 4 pixels. Per 4 input channels: one 32-bit load of 4 pixels of
+    each channel, SXTB16 (pixels 0, 2 / after a rotation by 8, pixels 1, 3) and
+    PKHBT/PKHTB (and/or/shift patterns ARM selects) give int16 pairs of
+    channels (c, c+2) and (c+1, c+3) per pixel; per output channel one 32-bit
+    load of the 4 weights w[m, c..c+3] split the same way, and 8 SMLAD. Tails
+    (channels beyond a multiple of 4, pixels beyond a multiple of 4, output
+    channels beyond a block) take the scalar products; all accumulate in
+    int32 like the generic kernel (wrapping adds, the same values)."""
+    N, C, P, M = dims
+    xm, wm, ym = mems
+    zy, lo, hi = out
+    C4, P4 = C // 4 * 4, P // 4 * 4
+    y = lw.tensor(op.results[0])
+    ext = "llvm.arm.sxtb16" if x_signed else "llvm.arm.uxtb16"
+
+    def word(bb: B, mem, off):
+        v = bb.add(memref.ViewOp(mem, off, [], MemRefType(i32, [1])))
+        ld = memref.LoadOp.get(v, [bb.i(0)])
+        ld.attributes["qcc.align"] = IntegerAttr(1, i64)
+        return bb.add(ld)
+
+    def rot8(bb: B, v):
+        return bb.add(arith.OrIOp(bb.add(arith.ShRUIOp(v, bb.c(8, i32))), bb.add(arith.ShLIOp(v, bb.c(24, i32)))))
+
+    def lo_hi(bb: B, a, c):  # (a.lo, c.lo)
+        return bb.add(arith.OrIOp(bb.add(arith.AndIOp(a, bb.c(0xFFFF, i32))), bb.add(arith.ShLIOp(c, bb.c(16, i32)))))
+
+    def hi_hi(bb: B, a, c):  # (a.hi, c.hi)
+        return bb.add(arith.OrIOp(bb.add(arith.AndIOp(c, bb.c(-65536, i32))), bb.add(arith.ShRUIOp(a, bb.c(16, i32)))))
+
+    def init(bb: B, m):
+        return bb.c(int(folded[0]), i32) if fsym is None else bb.trunc(bb.load(lw.get_global(bb, fsym), m), i32)
+
+    def store(bb: B, n, m, p, acc):
+        bb.store(requant_out(bb, rq, acc, rq.at(bb, m), zy, lo, hi, y.elem), ym, bb.lin([(n, M * P), (m, P), (p, 1)]))
+
+    def scalar_mac(bb: B, n, c, ms, p, acc):
+        xv = lw.read_int(bb, op.operands[0], xm, bb.lin([(n, C * P), (c, P), (p, 1)]), i32)
+        return [bb.addi(a, bb.muli(xv, lw.read_int(bb, op.operands[1], wm, bb.lin([(m, C), (c, 1)]), i32)))
+                for a, m in zip(acc, ms)]
+
+    def block(bb: B, n, m0, MB: int):
+        ms = [m0 if k == 0 else bb.addi(m0, bb.i(k)) for k in range(MB)]
+        inits = [init(bb, m) for m in ms]
+
+        def pixels4(b2: B, p0):
+            def quad(b3: B, j, *accs):
+                c0 = b3.muli(j, b3.i(4))
+                xw = [word(b3, xm, b3.lin([(n, C * P), (c0, P), (p0, 1)], cc * P)) for cc in range(4)]
+                ev = [_intrin(b3, ext, v) for v in xw]  # pixels 0, 2 of channel cc
+                od = [_intrin(b3, ext, rot8(b3, v)) for v in xw]  # pixels 1, 3
+                # X[px][h]: int16 pair of channels (h, h + 2) at pixel px
+                X = [[lo_hi(b3, ev[h], ev[h + 2]) for h in (0, 1)], [lo_hi(b3, od[h], od[h + 2]) for h in (0, 1)],
+                     [hi_hi(b3, ev[h], ev[h + 2]) for h in (0, 1)], [hi_hi(b3, od[h], od[h + 2]) for h in (0, 1)]]
+                res = list(accs)
+                for k, m in enumerate(ms):
+                    ww = word(b3, wm, b3.addi(b3.muli(m, b3.i(C)), c0))
+                    wp = [_intrin(b3, "llvm.arm.sxtb16", ww), _intrin(b3, "llvm.arm.sxtb16", rot8(b3, ww))]
+                    for px in range(4):
+                        a = res[k * 4 + px]
+                        for h in (0, 1):
+                            a = _intrin(b3, "llvm.arm.smlad", X[px][h], wp[h], a)
+                        res[k * 4 + px] = a
+                return res
+
+            accs = b2.loop(C4 // 4, quad, [v for v in inits for _ in range(4)])
+            if C4 < C:
+                def tail_c(b3: B, c, *a):
+                    return [v for px in range(4) for v in scalar_mac(
+                        b3, n, c, ms, b3.addi(p0, b3.i(px)) if px else p0, a[px::4])]
+                accs = b2.loop(C, lambda b3, c, *a: _reorder(tail_c(b3, c, *a), MB), accs, lo=C4)
+            for k, m in enumerate(ms):
+                for px in range(4):
+                    store(b2, n, m, b2.addi(p0, b2.i(px)) if px else p0, accs[k * 4 + px])
+
+        bb.loop(P4, pixels4, step=4)
+        if P4 < P:
+            def one(b2: B, p):
+                accs = b2.loop(C, lambda b3, c, *a: scalar_mac(b3, n, c, ms, p, a), inits)
+                for m, a in zip(ms, accs):
+                    store(b2, n, m, p, a)
+            bb.loop(P, one, lo=P4)
+
+    def per_n(bb: B, n):
+        MB = PW_BLOCK if M >= PW_BLOCK else 1
+        full = M // MB * MB
+        bb.loop(full, lambda b2, m0: block(b2, n, m0, MB), step=MB)
+        if full < M:
+            bb.loop(M, lambda b2, m0: block(b2, n, m0, 1), lo=full)
+
+    b.loop(N, per_n)
+
+
+def _reorder(vals: list, MB: int) -> list:
+    """[px-major over the MB accumulators] -> [k * 4 + px] order."""
+    return [vals[px * MB + k] for k in range(MB) for px in range(4)]
+
+
 @_lowers(q.FullyConnectedOp)
 def _fully_connected(lw: Lowering, b: B, op) -> None:
     x, w, y = (lw.tensor(v) for v in (op.operands[0], op.operands[1], op.results[0]))
@@ -872,6 +1013,8 @@ def _fully_connected(lw: Lowering, b: B, op) -> None:
     acc_t = i32 if acc_bits == 32 else i64
     bias, bsym = _bias_table(lw, op, Nn, w.const.astype(np.int64), zx, True)
     xm, wm, ym = lw.mem(b, op.operands[0]), lw.mem(b, op.operands[1]), lw.mem(b, op.results[0])
+    dsp = lw.dsp and acc_t == i32 and K >= 4 and x.packed is None and w.packed is None \
+        and x.dtype in (np.int8, np.uint8) and w.dtype == np.int8
 
     def per_out(bb: B, n0, U: int):
         """Outputs n0 .. n0 + U - 1 of every row: U accumulators share each input load."""
@@ -889,18 +1032,67 @@ def _fully_connected(lw: Lowering, b: B, op) -> None:
                 return [b3.addi(a, b3.muli(xv, lw.read_int(b3, op.operands[1], wm, b3.addi(wb, k), acc_t)))
                         for a, wb in zip(accs, wbase)]
 
-            accs = b2.loop(K, mac, b0)
+            if dsp:
+                accs = _dsp_dot(lw, b2, xm, [xbase], wm, wbase, K, x.qp.signed, b0)
+                accs = b2.loop(K, mac, accs, lo=K // 4 * 4) if K % 4 else accs
+            else:
+                accs = b2.loop(K, mac, b0)
             for n, p, acc in zip(ns, ps, accs):
-                v = rq.apply(b2, b2.sext(acc, i64), p)
-                b2.store(finish(b2, v, zy, lo, hi, y.elem), ym, b2.addi(b2.muli(r, b2.i(Nn)), n))
+                b2.store(requant_out(b2, rq, acc, p, zy, lo, hi, y.elem), ym, b2.addi(b2.muli(r, b2.i(Nn)), n))
 
         bb.loop(R, lambda b2, r: row(b2, r))
 
-    U = BLOCK if Nn >= BLOCK else 1
+    blk = DSP_BLOCK if dsp else BLOCK
+    U = blk if Nn >= blk else 1
     full = Nn // U * U
     b.loop(full, lambda bb, n: per_out(bb, n, U), step=U)
     if full < Nn:
         b.loop(Nn, lambda bb, n: per_out(bb, n, 1), lo=full)
+
+
+def _intrin(b: B, name: str, *args):
+    return b.add(xllvm.CallIntrinsicOp(name, list(args), [i32]))
+
+
+def _halves(b: B, word, signed: bool):
+    """(bytes 0 and 2, bytes 1 and 3) of a word as two int16 pairs: SXTB16 / UXTB16
+    of the word and of the word rotated right by 8 (ARM folds the rotation)."""
+    ext = "llvm.arm.sxtb16" if signed else "llvm.arm.uxtb16"
+    rot = b.add(arith.OrIOp(b.add(arith.ShRUIOp(word, b.c(8, i32))), b.add(arith.ShLIOp(word, b.c(24, i32)))))
+    return _intrin(b, ext, word), _intrin(b, ext, rot)
+
+
+def _dsp_dot(lw: Lowering, b: B, xm, xbases, wm, wbases, K: int, x_signed: bool, accs):
+    """Cortex-M DSP dot products over k in [0, K // 4 * 4): one 32-bit load of four
+    int8 (or uint8) inputs, split into int16 pairs once and shared by the
+    accumulators; per accumulator one 32-bit load of four int8 weights and two
+    SMLAD (two 16x16 products added to the 32-bit accumulator, wrapping like
+    the int32 adds it replaces). xbases/wbases: byte offsets of the rows, one x
+    row per accumulator (len 1: shared) and one weight row per accumulator.
+    The word loads may be unaligned (caller's buffers), which Cortex-M4/M7 allow."""
+    n4 = K // 4
+
+    def words(bb: B, mem, base):
+        return bb.add(memref.ViewOp(mem, base, [], MemRefType(i32, [max(n4, 1)])))
+
+    def wload(bb: B, view, j):
+        ld = memref.LoadOp.get(view, [j])
+        ld.attributes["qcc.align"] = IntegerAttr(1, i64)
+        return bb.add(ld)
+
+    xv = [words(b, xm, xb) for xb in xbases]
+    wv = [words(b, wm, wb) for wb in wbases]
+
+    def body(bb: B, j, *a):
+        xs = [_halves(bb, wload(bb, v, j), x_signed) for v in xv]
+        out = []
+        for u, (acc, w) in enumerate(zip(a, wv)):
+            xa, xb = xs[u if len(xs) > 1 else 0]
+            wa, wb = _halves(bb, wload(bb, w, j), True)
+            out.append(_intrin(bb, "llvm.arm.smlad", xb, wb, _intrin(bb, "llvm.arm.smlad", xa, wa, acc)))
+        return out
+
+    return b.loop(n4, body, list(accs))
 
 
 # ------------------------------------------------------------ elementwise
@@ -1309,10 +1501,11 @@ def _softmax(lw: Lowering, b: B, op) -> None:
 # ------------------------------------------------------------------ the pass
 
 
-def lower_module(module: ModuleOp, index_bits: int = 64) -> Lowering:
+def lower_module(module: ModuleOp, index_bits: int = 64, dsp: bool = False) -> Lowering:
     """Replaces the module's contents with the loop-level stage; returns the
-    lowering (arena size and I/O facts for the backends)."""
-    lw = Lowering(module, index_bits)
+    lowering (arena size and I/O facts for the backends). `dsp`: the target has
+    the Arm DSP extension (Cortex-M4/M7); dot products then call llvm.arm.smlad."""
+    lw = Lowering(module, index_bits, dsp)
     new_ops = lw.run()
     for op in list(module.ops):
         op.detach()
@@ -1329,8 +1522,9 @@ class LowerToLoopsPass(ModulePass):
 
     name = "lower-to-loops"
     index_bits: int = 64
+    dsp: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.index_bits not in (32, 64):
             raise QccError(f"lower-to-loops: index_bits must be 32 or 64, got {self.index_bits}")
-        lower_module(op, self.index_bits)
+        lower_module(op, self.index_bits, self.dsp)

@@ -75,6 +75,8 @@ def materialize(module: ModuleOp) -> int:
         if not isinstance(op, q.QuantOp):
             raise QccError(f"materialize-patches: {op.name} in the patch stage is not quantized; the generated C "
                            "runs patches of quant ops only")
+    if q.qparams_of(g.input.type) is None:
+        raise QccError("materialize-patches: the stage input is not quantized (its quant.quantize has other uses)")
     split_op = g.ops[split]
     y = split_op.results[0]
     x = g.input
@@ -153,7 +155,8 @@ def for_code(module: ModuleOp) -> tuple[ModuleOp, int]:
         return module, 0
     g = rf.graph(module)
     found = rf.find_split(g, GRID_ATTR)
-    if found is None or not all(isinstance(op, q.QuantOp) for op in g.ops[g.first:found[0] + 1]):
+    if found is None or q.qparams_of(g.input.type) is None or \
+            not all(isinstance(op, q.QuantOp) for op in g.ops[g.first:found[0] + 1]):
         return module, 0
     clone = module.clone()
     n = materialize(clone)

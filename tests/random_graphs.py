@@ -1,8 +1,11 @@
 """Random small ONNX graphs for differential tests, and their compile at random widths.
 
 `random_graph(rng)` builds a verified ONNX model (onnx.helper, opset 17): a chain
-or small DAG on one image mixing Conv (regular, depthwise, grouped, strided,
-padded, with or without bias), Mul by a per-channel constant, Relu / Clip /
+or small DAG on one image mixing Conv (regular, depthwise incl. multiplier 2,
+grouped, strided, padded, dilated, with or without bias; the first layer is
+always a Conv, as an op on the float input would stay float), residual blocks
+(Conv, maybe an activation, Add with the block's input), Mul by a per-channel
+constant, Relu / Clip /
 HardSwish / HardSigmoid / Sigmoid / LeakyRelu, MaxPool / AveragePool, Add with a
 same-shaped earlier tensor (residual) or itself, Concat with an earlier tensor of
 the same spatial size, and sometimes a head: GlobalAveragePool or Flatten, then
@@ -13,8 +16,13 @@ strategy over it.
 `compile_random_widths(graph, out_dir, width_seed)` compiles with `qcc.compile`
 (calibrated on `graph.calib`) while every op that assign-bit-widths chose widths
 for gets random ones instead: weights from {2, 4, 8, 16}, activations from
-{4, 8, 16} (activations have no 2-bit form). The rest of the pipeline (lowering,
-fusion, C emission, report) is qcc's own.
+{4, 8, 16} (activations have no 2-bit form), except that the producer of a
+lookup activation (Sigmoid, HardSwish...) keeps at most 8 bits: a table takes
+<= 8-bit codes, and the op would otherwise stay float, whose C agrees with the
+interpreter only to float32 rounding, so a later quantize could flip a code.
+The rest of the pipeline (lowering, fusion, C emission, report) is qcc's own.
+`float_slices(module)` says which outputs such float ops (a float Softmax tail
+after a 16-bit producer) compute.
 """
 
 from __future__ import annotations
@@ -95,7 +103,7 @@ class _Builder:
             g = int(r.choice([d for d in (2, c // 2, c) if d >= 2 and c % d == 0]))
             m = g * int(r.integers(1, 3))
         else:
-            g, m = 1, int(r.integers(1, 9))
+            g, m = 1, int(r.integers(1, 9)) if r.random() < 0.8 else int(r.integers(9, 21))
         wt = (r.normal(size=(m, c // g, k, k)) / np.sqrt(c // g * k * k)).astype(np.float32)
         ins = [x, self.const(wt)]
         if r.random() < 0.8:
@@ -162,9 +170,12 @@ class _Builder:
 
 
 def random_graph(rng: np.random.Generator, seed: int = 0) -> RandomGraph:
-    """A random small model: 2-7 body layers on a 1x{1..4}x{4..10}x{4..10} image, then maybe a head."""
+    """A random small model: 2-7 body layers on a 1x{1..4}x{4..10}x{4..10} image (one in five
+    16..26 wide), then maybe a head."""
     b = _Builder(rng)
-    shape = (1, int(rng.integers(1, 5)), int(rng.integers(4, 11)), int(rng.integers(4, 11)))
+    big = rng.random() < 0.2  # >= 256 output positions / 576-pixel planes: the "pix" and planar depthwise kernels
+    hw = (16, 27) if big else (4, 11)
+    shape = (1, int(rng.integers(1, 5)), int(rng.integers(*hw)), int(rng.integers(*hw)))
     b.shapes["input"] = shape
     x, earlier = "input", ["input"]
     kinds = [str(rng.choice(["conv", "depthwise", "grouped"]))] + list(rng.choice(BODY, size=int(rng.integers(1, 7))))

@@ -484,7 +484,8 @@ def test_every_other_op(gcc, tmp_path):
 def test_every_quant_op_has_a_c_kernel():
     ops = {q.QuantizeOp, q.DequantizeOp, q.RequantizeOp, q.ConvOp, q.FullyConnectedOp, q.AddOp, q.MulOp,
            q.ConcatOp, q.MaxPoolOp, q.AvgPoolOp, q.GlobalAvgPoolOp, q.ClampOp, q.LookupOp, q.PadOp, q.ResizeOp,
-           q.ReshapeOp, q.TransposeOp, q.ChannelScaleOp, q.SoftmaxOp}  # the last two: tests/test_fusion.py
+           q.ReshapeOp, q.TransposeOp, q.ChannelScaleOp, q.SoftmaxOp,  # these two: tests/test_fusion.py
+           q.SliceOp, q.InsertSliceOp}  # these two: tests/test_patches_c.py
     assert ops <= set(ck.GENERATORS)
     assert set(q.QUANT_OPS) - ops == {q.ConstantOp}  # constants become static arrays
 

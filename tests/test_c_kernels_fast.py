@@ -340,7 +340,8 @@ def test_mcu_target_scratch_is_a_small_fraction_of_the_activations():
 CLANG_FLAGS = ("-std=c99", "-O2", "-Wall", "-Wextra", "-Werror")
 _CLANG_CROSS = {"cortex-m4": ("--target=armv7em-none-eabi", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard"),
                 "rv32imac": ("--target=riscv32-unknown-elf", "-march=rv32imac", "-mabi=ilp32")}
-_CROSS_HEADERS = {"cortex-m4": "/usr/lib/arm-none-eabi/include", "rv32imac": "/usr/lib/picolibc/riscv64-unknown-elf/include"}
+_CROSS_HEADERS = {"cortex-m4": "/usr/lib/arm-none-eabi/include",
+                  "rv32imac": "/usr/lib/picolibc/riscv64-unknown-elf/include"}
 
 
 @pytest.mark.parametrize("target", ["host", "cortex-m4", "rv32imac"])

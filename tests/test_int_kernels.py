@@ -743,5 +743,6 @@ def test_reshape_and_transpose():
 def test_every_quant_op_is_covered():
     covered = {q.QuantizeOp, q.DequantizeOp, q.RequantizeOp, q.ConstantOp, q.ConvOp, q.FullyConnectedOp, q.AddOp,
                q.MulOp, q.ConcatOp, q.MaxPoolOp, q.AvgPoolOp, q.GlobalAvgPoolOp, q.ClampOp, q.LookupOp, q.PadOp,
-               q.ResizeOp, q.ReshapeOp, q.TransposeOp, q.ChannelScaleOp, q.SoftmaxOp}  # the last two: test_fusion.py
+               q.ResizeOp, q.ReshapeOp, q.TransposeOp, q.ChannelScaleOp, q.SoftmaxOp,  # these two: test_fusion.py
+               q.SliceOp, q.InsertSliceOp}  # these two: test_patches_c.py
     assert covered == set(q.QUANT_OPS)

@@ -208,6 +208,71 @@ def test_conv_and_fully_connected():
     check_jit(module_of(cases), random_inputs(cases, 3, np.random.default_rng(1)), "conv/fc")
 
 
+def dsp_cases(rng) -> list:
+    """int8 1x1 convolutions and fully-connected layers: the shapes the Cortex-M DSP
+    kernels (SXTB16/SMLAD) take, with tails in every dimension (input channels or
+    K not a multiple of 4, pixels not a multiple of 4, odd output channels),
+    per-tensor and per-channel multipliers, some above 1 (the saturating left
+    shift), clamped activations."""
+    from test_c_backend import Case
+
+    cases = []
+    for i, (c, hw, m) in enumerate([(4, (2, 2), 2), (5, (3, 3), 3), (8, (2, 3), 1), (9, (4, 5), 5), (32, (4, 4), 4),
+                                    (7, (1, 5), 2)]):
+        x_qp, y_qp = QP(8, 0.05, int(rng.integers(-40, 40))), QP(8, [0.2, 0.002][i % 2], int(rng.integers(-40, 40)))
+        w = rng.integers(-127, 128, size=(m, c, 1, 1))
+        sw = rng.uniform(0.002, 0.05, size=m) if i % 3 else np.full(m, 0.01)
+        b = rng.integers(-5000, 5000, size=m)
+        extra = dict(act_min=-50, act_max=90) if i == 4 else {}
+
+        def make(qv, w=w, sw=sw, b=b, m=m, hw=hw, y_qp=y_qp, extra=extra):
+            cw, cb = qconst(w, QP(8, sw, [0] * m, axis=0)), qconst(b, QP(32, 0.05 * sw, [0] * m, axis=0))
+            return [cw, cb, op_of(q.ConvOp, [qv[0], cw.results[0], cb.results[0]], q.qtensor(y_qp, (1, m, *hw)),
+                                  acc_bits=32, kernel_shape=[1, 1], strides=[1, 1], pads=[0, 0, 0, 0], group=1, **extra)]
+
+        cases.append(Case(f"pw{i} c={c} hw={hw} m={m}", [(x_qp, (1, c, *hw))], make))
+    for i, (k, n, lead) in enumerate([(4, 1, ()), (7, 3, (3,)), (16, 5, ()), (33, 4, (2,)), (64, 9, ())]):
+        x_qp, y_qp = QP(8, 0.03, int(rng.integers(-40, 40))), QP(8, [0.1, 0.001][i % 2], int(rng.integers(-40, 40)))
+        w = rng.integers(-127, 128, size=(n, k))
+        sw = rng.uniform(0.001, 0.05, size=n)
+        b = rng.integers(-(1 << 16), 1 << 16, size=n)
+
+        def make(qv, w=w, sw=sw, b=b, n=n, lead=lead, y_qp=y_qp):
+            cw, cb = qconst(w, QP(8, sw, [0] * n, axis=0)), qconst(b, QP(32, 0.03 * sw, [0] * n, axis=0))
+            return [cw, cb, op_of(q.FullyConnectedOp, [qv[0], cw.results[0], cb.results[0]],
+                                  q.qtensor(y_qp, (1, *lead, n)), acc_bits=32)]
+
+        cases.append(Case(f"fc{i} k={k} n={n} lead={lead}", [(x_qp, (1, *lead, k))], make))
+    return cases
+
+
+def test_dsp_shapes_jit():
+    cases = dsp_cases(np.random.default_rng(11))
+    check_jit(module_of(cases), random_inputs(cases, 3, np.random.default_rng(12)), "dsp shapes (host)")
+
+
+def test_dsp_kernels_bit_exact_on_cortex_m4(tmp_path):
+    """The SXTB16/SMLAD dot products (1x1 convolution, fully connected) of the
+    Cortex-M4 object against the interpreter, under qemu-system."""
+    from qcc.backends.c.targets import toolchain_missing
+    from qcc.backends.llvm.run import build_and_run
+
+    why = toolchain_missing("cortex-m4")
+    if why:
+        if IN_CI:
+            pytest.fail(f"CI=true: {why}")
+        pytest.skip(why)
+    cases = dsp_cases(np.random.default_rng(11))
+    module = module_of(cases)
+    lm = emit_llvm(module, "cortex-m4")
+    assert "llvm.arm.smlad" in lm.files["model.ll"] and "llvm.arm.sxtb16" in lm.files["model.ll"]
+    xs = random_inputs(cases, 2, np.random.default_rng(13))
+    got, _ = build_and_run(lm, xs, tmp_path)
+    want = run_samples(module, xs)
+    for name in want:
+        assert_bits_equal(got[name], want[name], f"cortex-m4 DSP kernels, output {name!r}")
+
+
 def test_channel_scale_and_integer_softmax():
     from test_fusion import CHANNEL_SCALE_CASES, SOFTMAX_CASES
 

@@ -16,7 +16,9 @@ micro-benchmarks built as tiny quantized ONNX models (random weights, int8): 3x3
 16->16 at 32x32, 3x3 depthwise 32 ch at 32x32, 1x1 conv 32->64 at 32x32, fully connected
 512->128, each counted as the instructions of its layer only. CMSIS-NN v7's figures are
 printed beside them as the issue quotes them (measured by the issue under the same kind of
-harness at -O2, not by this script).
+harness at -O2, not by this script). Everything is compiled with --target for the MCU (its
+C holds the microcontroller kernels alone); the peak SRAM (report.json sram_peak_bytes) of
+three models is printed for that C and for the host's.
 """
 
 from __future__ import annotations
@@ -102,7 +104,8 @@ def _layer_instructions(info: dict) -> int:
     return sum(x["instructions"] for x in layers)
 
 
-def mcu_section(targets: list[str], model: str, work: pathlib.Path) -> dict:
+def mcu_section(targets: list[str], model: str, work: pathlib.Path,
+                sram_models=("lenet_digits", "resnet_digits", "mbv3_digits")) -> dict:
     import onnx
 
     import qcc
@@ -117,7 +120,7 @@ def mcu_section(targets: list[str], model: str, work: pathlib.Path) -> dict:
             continue
         path = MODELS / f"{model}.onnx"
         calib = load_split(MODELS / f"{DATA[model]}_calib.npz")[0]
-        art = qcc.compile(path, str(work / f"mcu_{model}"), calib={"input": calib}, bits=(8,), force=True)
+        art = qcc.compile(path, str(work / f"mcu_{model}"), calib={"input": calib}, bits=(8,), force=True, target=t)
         files = {n: (work / f"mcu_{model}" / n).read_text() for n in ("model.c", "model.h")}
         exe = tg.build(files, t, work / f"mcu_{model}_{t}", profile=True)
         _, info = tg.run(exe, t, files, {"input": calib[:1]})
@@ -139,7 +142,7 @@ def mcu_section(targets: list[str], model: str, work: pathlib.Path) -> dict:
             p = work / f"micro_{name}.onnx"
             onnx.save(m, p)
             xs = np.random.default_rng(1).normal(0, 1, size=(8, *shape[1:])).astype(np.float32)
-            qcc.compile(p, str(work / f"micro_{name}"), calib={"input": xs}, bits=(8,), force=True)
+            qcc.compile(p, str(work / f"micro_{name}"), calib={"input": xs}, bits=(8,), force=True, target=t)
             mf = {n: (work / f"micro_{name}" / n).read_text() for n in ("model.c", "model.h")}
             exe = tg.build(mf, t, work / f"micro_{name}_{t}", profile=True)
             _, minfo = tg.run(exe, t, mf, {"input": xs[:1]})
@@ -151,6 +154,16 @@ def mcu_section(targets: list[str], model: str, work: pathlib.Path) -> dict:
             goal = "-" if r["issue_target"] is None else f"<= {r['issue_target']:.1f}"
             print(f"  {name:10} {lmacs:9,} {li:11,} {r['instr_per_mac']:9.2f} {peer:>12} {goal:>12}")
         print("  * CMSIS-NN v7 figures as quoted by the issue (same kind of harness, -O2), not measured here")
+        # SRAM: the C for this target (microcontroller kernels, small scratch) against the host's C
+        print(f"\n  {'model':20} {'sram_peak_bytes':>16} {'(--target host)':>16}")
+        for name in sram_models:
+            calib = load_split(MODELS / f"{DATA[name]}_calib.npz")[0][:32]
+            peaks = [qcc.compile(MODELS / f"{name}.onnx", str(work / f"sram_{name}_{tt}"), calib={"input": calib},
+                                 bits=(8,), force=True, target=tt).report["totals"]["sram_peak_bytes"]
+                     for tt in (t, "host")]
+            out.setdefault("sram", []).append({"target": t, "model": name, "sram_peak_bytes": peaks[0],
+                                               "sram_peak_bytes_host_c": peaks[1]})
+            print(f"  {name:20} {peaks[0]:16,} {peaks[1]:16,}")
     return out
 
 

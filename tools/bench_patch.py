@@ -143,9 +143,10 @@ def main(argv=None) -> int:
               f"({r['sram_reduction']:.2f}x) | {r['layer_sram_peak_bytes']:,} / {r['sram_peak_bytes']:,} "
               f"({r['sram_reduction_incl_input']:.2f}x) | {r['recompute_overhead']:.1%} | {r['bit_exact']} | "
               f"{r['int8_accuracy']:.4f} | {r['float_accuracy_onnxruntime']:.4f} |")
-    print("\ngenerated C (arena with kernel scratch and in-place sharing, input/output buffers; "
-          "as `qcc --bits 8 --patch auto` emits it):")
-    print("| model | patches | C peak SRAM excl. input: layer / patch (x lower) | incl. input: layer / patch (x lower) |")
+    print("\ngenerated C, the stage materialized patch by patch (arena with kernel scratch and in-place "
+          "sharing, input/output buffers; `qcc --patch auto` keeps layer by layer where that is smaller):")
+    print("| model | patches | C peak SRAM excl. input: layer / patch (x lower) | "
+          "incl. input: layer / patch (x lower) |")
     print("|---|---|---|---|")
     for r in rows:
         c = r["c"]

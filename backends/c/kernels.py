@@ -342,7 +342,10 @@ def conv_path(g: _Conv) -> str:
     registers. Other codes (16-bit, 64-bit accumulators) take the portable
     paths: "taps" (one input channel per output; the border split off),
     "im2col" (patch rows, one dot product per output) or "planes" (per weight,
-    one pass over the output rows it touches)."""
+    one pass over the output rows it touches). Without wide SIMD (Cortex-M,
+    RV32), "gemm" and "pix" with 8-bit weights run the microcontroller kernels
+    (`_mcu_conv`: register blocks, SMLAD on the DSP extension, small scratch)
+    and "dw" with 3-wide rows its DSP form (`_mcu_dw3`)."""
     if g.Cg == 1 and g.KH * g.KW <= 49:
         return "dw" if _codes8(g) else "taps"
     if _codes8(g):
@@ -431,9 +434,15 @@ def _conv_kernel(c: Ctx, op, add=None) -> Kernel:
             # big planes: along output rows (the channel interleave would cost more than the taps)
             big = path == "dw" and g.H * g.W >= DW_PLANAR_MIN_PLANE
             wide, s1 = (_conv_pix_body if path == "pix" else _conv_dw_planar_body if big else _conv_dw_body)(g, store)
+            if path == "dw" and g.G == 1 and g.Mg > 1:  # one input channel shared by all outputs: a GEMM on x86
+                wide, s1 = _x86_vnni_or((wide, s1), _conv_gemm_body(g, store))
             narrow, s2 = (_conv_gemm_body if path == "pix" else _conv_dw_planar_body)(g, store)
+            if path == "dw" and _mcu_dw3_ok(g):
+                narrow, s2 = _mcu_dw3(g, store, (narrow, s2))
             body, scratch = (wide, s1) if wide == narrow else \
                 (f"#if QCC_WIDE_SIMD\n{wide}\n#else\n{narrow}\n#endif", max(s1, s2))
+            if c.target in MCU_TARGETS:
+                body, scratch = narrow, s2
         return c.kernel(_indent(decl + body, 4), scratch=scratch, vector=True)
     # Where every tap that is summed holds a real code (no padding), or padding is
     # materialised as zx (im2col), -zx * sum(w) folds into the initial value and the
@@ -605,13 +614,16 @@ def _gemm_x86(tables: str, core: str, *, wv: np.ndarray, folded: np.ndarray, G: 
               G_index: str, y_row: str, store: str, wbuf: bool, ystride: int = 1) -> tuple[str, str]:
     """(tables, core) of `_gemm_tables`/`_gemm_core` with an x86-64 AVX-512 VNNI
     alternative selected by the preprocessor (QCC_X86_VNNI). Instead of one dot
-    product per (channel, position), which ends in a horizontal sum, a register
-    tile of X86_CB channels x X86_NR positions: per four patch bytes, one vector
-    of the 16 channels' weights (laid out [group][block][k / 4][channel][4] at
-    compile time, sub-byte codes unpacked) and per position one VPDPBUSD with
-    the position's four bytes broadcast, so that every lane is one output's
-    exact int32 accumulator. Same unsigned codes, same folded initial values,
-    same epilogue as the portable core."""
+    product per (channel, position), which ends in a horizontal sum, register
+    tiles of X86_CB channels x X86_NR positions, every lane one output's exact
+    int32 accumulator: per four patch bytes, one vector of the 16 channels'
+    weights ([group][block][k / 4][channel][4], sub-byte codes unpacked at
+    compile time) and per position one VPDPBUSD with the position's four bytes
+    broadcast. The accumulators of up to X86_SUB positions go channel-major to
+    the stack, so that the epilogue runs along positions (vectorised) as the
+    portable core's does. Same unsigned codes, same folded initial values, same
+    epilogue. (A PMADDWD form of the same tiles for AVX2/SSE2 measured no better
+    than the portable core there.)"""
     CB, NR = X86_CB, X86_NR
     ncb = -(-Mg // CB)
     table = np.zeros((G, ncb * CB, Kp), np.int64)
@@ -666,6 +678,12 @@ for (int32_t cb = 0; cb < {ncb}; cb++) {{
 }}"""
     return (f"#if QCC_X86_VNNI\n{xt}#else\n{tables}#endif\n",
             f"#if QCC_X86_VNNI\n{vnni}\n#else\n{core}\n#endif")
+
+
+
+def _x86_vnni_or(other: tuple[str, int], vnni: tuple[str, int]) -> tuple[str, int]:
+    """`vnni` (a body using the QCC_X86_VNNI tiles) where they exist, else `other`."""
+    return f"#if QCC_X86_VNNI\n{vnni[0]}\n#else\n{other[0]}\n#endif", max(other[1], vnni[1])
 
 
 def _gemm_scratch(nmax: int, Kp: int, wbuf: bool) -> tuple[str, int]:
@@ -1254,7 +1272,7 @@ def _mcu_tile(variant: str, NP: int, MB: int, Kp: int, TB: int) -> str:
         return ["{", *("    " + x for x in lines), "}"]
 
     if variant == "dsp":  # the words of the patches (qcc_u32 may alias the int16 codes)
-        u = 2 if NP > 1 else 1  # steps per iteration: one position's four weight words leave no registers
+        u = 2 if NP > 1 else 1  # steps per iteration: one position leaves no registers for two
         main = Kp // (4 * u) * 4 * u
         tail = "" if main == Kp else "\n" + "\n".join(dsp_step(0))
         return f"""\
@@ -1450,6 +1468,75 @@ for (int32_t r = 0; r < {rows}; r++) {{
 
     body, scratch = _mcu_both(wdecl + array("BM", "int32_t", bf, 10), variant)
     return f"qcc_i16 *col = (qcc_i16 *)scratch;\nfor (int32_t k = {K}; k < {Kp}; k++) col[k] = 0;\n{body}", scratch
+
+
+def _mcu_dw3_ok(g: _Conv) -> bool:
+    """Depthwise 3-wide rows at stride and dilation 1 along W on 8-bit codes: the DSP form applies."""
+    return g.Cg == 1 and g.KW == 3 and g.SW == 1 and g.DW == 1 and _codes8(g)
+
+
+def _mcu_dw3(g: _Conv, store: str, portable: tuple[str, int]) -> tuple[str, int]:
+    """Depthwise convolution with 3-wide rows on the DSP extension (else `portable`):
+    per channel the plane is copied into a scratch plane bordered with the zero
+    point, then two outputs (ow, ow + 1) at a time, per kernel row one word
+    x0..x3 of codes, SXTB16 into (x0, x2) and (x1, x3), and
+        out0 += SMLAD((x0, x2), (k0, k2)) + x1 * k1 (SMLABB)
+        out1 += SMLAD((x1, x3), (k0, k2)) + x2 * k1 (SMLATB):
+    seven instructions for six multiply-adds; the epilogue from the registers.
+    acc = (bias - zx * sum(w)) + sum(w * x)."""
+    zx = int(g.x.qp.zero_point[0])
+    xt = atype(g.x.dtype)
+    Hp = max(g.PT + g.H, (g.OH - 1) * g.SH + (g.KH - 1) * g.DH + 1)
+    Wp = max(g.PL + g.W, g.OW + 2)
+    plane = -(-(Hp * Wp + 4) // 8) * 8  # slack: an odd last output reads one code past the row
+    d, fold_expr = _table("BP", "int32_t", g.bias - zx * g.wv.sum(axis=1))
+    k = g.wv.reshape(g.M, g.KH, 3)
+    pairs = (k[..., 0] & 0xFFFF) | ((k[..., 2] & 0xFFFF) << 16)
+    kp = np.stack([pairs, k[..., 1] & 0xFFFF], axis=-1)  # per row: (k0, k2) and k1 as halfwords
+    d += array("KP", "uint32_t", kp.reshape(-1), 8)
+    wload = "\n".join(f"const uint32_t kp{kh} = KP[m * {2 * g.KH} + {2 * kh}], "
+                      f"k1{kh} = KP[m * {2 * g.KH} + {2 * kh + 1}];" for kh in range(g.KH))
+    rows = "\n".join(f"const {xt} *r{kh} = xq + (oh * {g.SH} + {kh * g.DH}) * {Wp};" for kh in range(g.KH))
+    taps = "\n".join(f"""\
+{{
+    const uint32_t v = qcc_ld32(r{kh} + ow), e = __sxtb16(v), o = qcc_sxtb16_odd(v);
+    s0 = __smlad(e, kp{kh}, s0); s0 = __smlabb(o, k1{kh}, s0);
+    s1 = __smlad(o, kp{kh}, s1); s1 = __smlatb(e, k1{kh}, s1);
+}}""" for kh in range(g.KH))
+    st = _saturating(store, "dsp")
+    second = f"{{\n    const int32_t j = oh * {g.OW} + ow + 1, av = s1;\n{_indent(st.replace('ab[j]', 'av'), 4)}\n}}"
+    if g.OW % 2:
+        second = f"if (ow + 1 < {g.OW}) {second}"
+    dsp = f"""\
+{d}{xt} *xq = ({xt} *)scratch;
+for (int32_t b = 0; b < {g.N}; b++)
+for (int32_t m = 0; m < {g.M}; m++) {{
+    const {xt} *xc = x + (b * {g.C} + m / {g.Mg}) * {g.H * g.W};
+    {atype(g.y.dtype)} *ym = y + (b * {g.M} + m) * {g.OH * g.OW};
+    for (int32_t i = 0; i < {plane // 4}; i++) ((qcc_u32 *)xq)[i] = UINT32_C({(zx & 0xFF) * 0x01010101});
+    for (int32_t ih = 0; ih < {g.H}; ih++) {{  /* words: unaligned LDR/STR are fine on Cortex-M4/M7 */
+        const {xt} *s = xc + ih * {g.W};
+        {xt} *t = xq + (ih + {g.PT}) * {Wp} + {g.PL};
+        int32_t i = 0;
+        for (; i + 4 <= {g.W}; i += 4) {{ const uint32_t v = qcc_ld32(s + i); memcpy(t + i, &v, 4); }}
+        for (; i < {g.W}; i++) t[i] = s[i];
+    }}
+{_indent(wload, 4)}
+    const int32_t b0 = {fold_expr};
+    for (int32_t oh = 0; oh < {g.OH}; oh++) {{
+{_indent(rows, 8)}
+        for (int32_t ow = 0; ow < {g.OW}; ow += 2) {{
+            int32_t s0 = b0, s1 = b0;
+{_indent(taps, 12)}
+            {{
+                const int32_t j = oh * {g.OW} + ow, av = s0;
+{_indent(st.replace('ab[j]', 'av'), 16)}
+            }}
+{_indent(second, 12)}
+        }}
+    }}
+}}"""
+    return f"#if defined(__ARM_FEATURE_DSP)\n{dsp}\n#else\n{portable[0]}\n#endif", max(plane, portable[1])
 
 
 def _mcu_both(decl: str, variants: Callable[[str], tuple[str, int]]) -> tuple[str, int]:

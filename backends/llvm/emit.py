@@ -6,7 +6,7 @@ The functions keep the C backend's ABI (model.h comes from the C backend's
 emitter): `qcc_model_run` and, when the graph has quantized edges,
 `qcc_model_run_q`; `qcc_body` and the data are internal. Objects are built by
 llvmlite's target machine for the target's triple, CPU and features, after
-LLVM's -O2 pipeline.
+LLVM's -O3 pipeline.
 """
 
 from __future__ import annotations
@@ -46,6 +46,7 @@ TARGETS = {
 }
 
 _ready = False
+OPT_LEVEL = 3  # LLVM's -O3 module pipeline and code generation (unrolling, vectorisation, scheduling)
 
 
 def _init() -> None:
@@ -66,11 +67,11 @@ def target_machine(target: str, *, jit: bool = False) -> llvm.TargetMachine:
         llvm.initialize_native_asmprinter()
         triple = llvm.get_process_triple()
         return llvm.Target.from_triple(triple).create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=2,
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=OPT_LEVEL,
             reloc="pic", codemodel="jitdefault" if jit else "default", jit=jit)
     bare = "linux" not in t.triple
     return llvm.Target.from_triple(t.triple).create_target_machine(
-        cpu=t.cpu, features=t.features, opt=2, reloc="static" if bare else "pic",
+        cpu=t.cpu, features=t.features, opt=OPT_LEVEL, reloc="static" if bare else "pic",
         codemodel="medium" if t.triple.startswith("riscv") else "default", abiname=t.abi)
 
 
@@ -92,7 +93,8 @@ def emit_llvm(module: ModuleOp, target: str = "host") -> LLVMModel:
 
     tm = target_machine(target)
     work = module.clone()
-    lw = lower_to_llvm_dialect(work, TARGETS[target].index_bits)
+    t = TARGETS[target]
+    lw = lower_to_llvm_dialect(work, t.index_bits, dsp="+dsp" in t.features.split(","))
     header = emit_model(module).files["model.h"]  # the C backend's header: one ABI for both backends
     internal = {op.sym_name.data for op in work.ops
                 if isinstance(op, xllvm.FuncOp) and op.linkage.linkage.data == "internal"}
@@ -114,10 +116,13 @@ def emit_llvm(module: ModuleOp, target: str = "host") -> LLVMModel:
 
 
 def optimized(text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
-    """The parsed module after LLVM's -O2 pipeline for `tm`."""
+    """The parsed module after LLVM's -O3 pipeline for `tm`."""
     m = llvm.parse_assembly(text)
     m.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=2)
+    pto = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL)
+    pto.loop_unrolling = True
+    pto.loop_vectorization = True
+    pto.slp_vectorization = True
     pb = llvm.create_pass_builder(tm, pto)
     pb.getModulePassManager().run(m, pb)
     return m

@@ -17,7 +17,8 @@ LLVM_PASSES = (ConvertScfToCf(), ConvertArithToLLVMPass(), ConvertMemrefToLLVMPa
                ConvertFuncToLLVMPass(), ReconcileUnrealizedCastsPass(), CheckLoopLegalityPass("llvm"))
 
 
-def lower_to_llvm_dialect(module: ModuleOp, index_bits: int = 64, verify_each: bool = False) -> Lowering:
+def lower_to_llvm_dialect(module: ModuleOp, index_bits: int = 64, verify_each: bool = False,
+                          dsp: bool = False) -> Lowering:
     """quant IR -> loops (checked, verified) -> llvm dialect, in place. The llvm
     stage is verified by LLVM itself (`emit_llvm`); xDSL's verifier counts a
     region's blocks per op, quadratic in the thousands of blocks of unstructured
@@ -25,7 +26,7 @@ def lower_to_llvm_dialect(module: ModuleOp, index_bits: int = 64, verify_each: b
     from qcc.ir import qcc_context
 
     ctx = qcc_context()
-    lw = lower_module(module, index_bits)
+    lw = lower_module(module, index_bits, dsp)
     CheckLoopLegalityPass("loops").apply(ctx, module)
     module.verify()
     for p in LLVM_PASSES:

@@ -18,6 +18,12 @@ builtin.module attributes {qcc.index_bits = 32 : i64} {
     %p = "memref.extract_aligned_pointer_as_index"(%out) : (memref<3xi16>) -> index
     func.return %p : index
   }
+  func.func @g(%bytes: memref<8xi8>, %j: index) -> i32 {
+    %c0 = arith.constant 0 : index
+    %words = memref.view %bytes[%c0][] : memref<8xi8> to memref<2xi32>
+    %v = memref.load %words[%j] {qcc.align = 1 : i64} : memref<2xi32>
+    func.return %v : i32
+  }
 }
 
 // CHECK:      llvm.mlir.global internal @qcc_arena() {addr_space = 0 : i32, alignment = 16 : i64} : !llvm.array<64 x i8>
@@ -34,4 +40,9 @@ builtin.module attributes {qcc.index_bits = 32 : i64} {
 // CHECK-NEXT:   llvm.store %[[X]], %[[G2]] {alignment = 2 : i64} : i16, !llvm.ptr
 // CHECK:        %[[P:.*]] = builtin.unrealized_conversion_cast %out : memref<3xi16> to !llvm.ptr
 // CHECK:        llvm.ptrtoint %{{.*}} : !llvm.ptr to i32
+
+// A word load of a byte buffer marked qcc.align (lower-to-loops' DSP dot products) keeps that alignment.
+// CHECK:      func.func @g
+// CHECK:        llvm.getelementptr inbounds %{{.*}}[%{{.*}}] : (!llvm.ptr, i32) -> !llvm.ptr, i32
+// CHECK-NEXT:   llvm.load %{{.*}} {alignment = 1 : i64} : !llvm.ptr -> i32
 // CHECK-NOT:  memref.

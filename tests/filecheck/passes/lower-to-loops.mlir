@@ -1,5 +1,6 @@
 // RUN: qcc-opt %s -p lower-to-loops | filecheck %s
 // RUN: qcc-opt %s -p 'lower-to-loops{index_bits=32}' | filecheck %s --check-prefix=I32
+// RUN: qcc-opt %s -p 'lower-to-loops{dsp=true}' | filecheck %s --check-prefix=DSP
 
 // A quantized fully-connected layer becomes loops over flat memrefs: weights a
 // constant global, activations views of one planned arena, the int32 dot product
@@ -41,3 +42,16 @@ func.func @main(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
 // CHECK-NOT:  quant.
 
 // I32: qcc.index_bits = 32 : i64
+
+// With the Arm DSP extension the int8 dot product reads four inputs and four weights
+// per 32-bit load (unaligned allowed), splits each word into int16 pairs with SXTB16
+// (the odd bytes after a rotation by 8) and accumulates with two SMLAD per word.
+// DSP:      memref.view %{{.*}}[%{{.*}}][] : memref<4xi8> to memref<1xi32>
+// DSP:      scf.for
+// DSP:        memref.load %{{.*}} {qcc.align = 1 : i64} : memref<1xi32>
+// DSP:        arith.shrui %{{.*}}, %{{.*}} : i32
+// DSP:        arith.shli %{{.*}}, %{{.*}} : i32
+// DSP:        llvm.call_intrinsic "llvm.arm.sxtb16"
+// DSP:        llvm.call_intrinsic "llvm.arm.sxtb16"
+// DSP:        llvm.call_intrinsic "llvm.arm.smlad"(%{{.*}}, %{{.*}}, %{{.*}}) : (i32, i32, i32) -> i32
+// DSP-NEXT:   llvm.call_intrinsic "llvm.arm.smlad"
