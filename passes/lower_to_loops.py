@@ -264,7 +264,7 @@ def requant_out(b: B, rq: Requant, acc, p: dict, zp: int, lo: int, hi: int, ty):
             mask = b.subi(b.add(arith.ShLIOp(b.c(1, i32), sh)), b.c(1, i32))
             half = b.add(arith.ShRUIOp(mask, b.c(1, i32)))
         neg = b.add(arith.ExtUIOp(b.cmp("slt", s, b.c(0, i32)), i32))
-        up = b.cmp("sge", b.add(arith.AndIOp(s, mask)), b.addi(half, neg))
+        up = b.cmp("sgt", b.add(arith.AndIOp(s, mask)), b.addi(half, neg))
         s = b.addi(b.shr(s, sh), b.add(arith.ExtUIOp(up, i32)))
     y = b.smin(b.smax(s, b.c(lo - zp, i32)), b.c(hi - zp, i32))
     return b.trunc(b.addi(y, b.c(zp, i32)), ty)
