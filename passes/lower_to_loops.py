@@ -899,6 +899,51 @@ def _conv(lw: Lowering, b: B, op) -> None:
     b.loops([N, G, Mg], lambda bb, ivs: per_channel(bb, *ivs))
 
 
+def _word(b: B, mem, off):
+    """The 32-bit word at byte offset `off` of a byte buffer (any alignment: Cortex-M4/M7 load it)."""
+    v = b.add(memref.ViewOp(mem, off, [], MemRefType(i32, [1])))
+    ld = memref.LoadOp.get(v, [b.i(0)])
+    ld.attributes["qcc.align"] = IntegerAttr(1, i64)
+    return b.add(ld)
+
+
+def _rot8(b: B, v):
+    return b.add(arith.OrIOp(b.add(arith.ShRUIOp(v, b.c(8, i32))), b.add(arith.ShLIOp(v, b.c(24, i32)))))
+
+
+def _lo_lo(b: B, a, c):  # (a.lo, c.lo): PKHBT
+    return b.add(arith.OrIOp(b.add(arith.AndIOp(a, b.c(0xFFFF, i32))), b.add(arith.ShLIOp(c, b.c(16, i32)))))
+
+
+def _hi_hi(b: B, a, c):  # (a.hi, c.hi): PKHTB
+    return b.add(arith.OrIOp(b.add(arith.AndIOp(c, b.c(-65536, i32))), b.add(arith.ShRUIOp(a, b.c(16, i32)))))
+
+
+def _quad4(b: B, xm, x_offs, x_signed: bool, wm, w_offs, accs) -> list:
+    """4 input channels x 4 consecutive pixels x len(w_offs) output channels with
+    SMLAD. x_offs: byte offsets of the 4 pixels of each of the 4 channels; w_offs:
+    per output channel, the byte offset of its 4 weights (channels c..c+3
+    contiguous). accs in [output channel * 4 + pixel] order. SXTB16 (UXTB16 for
+    uint8 inputs) of a word and of the word rotated by 8 gives pixels (0, 2) and
+    (1, 3) of a channel; PKHBT/PKHTB pair channels (c, c+2) and (c+1, c+3) per
+    pixel, matching the weights' SXTB16 halves."""
+    ext = "llvm.arm.sxtb16" if x_signed else "llvm.arm.uxtb16"
+    wps = []
+    for wo in w_offs:
+        ww = _word(b, wm, wo)
+        wps.append([_intrin(b, "llvm.arm.sxtb16", ww), _intrin(b, "llvm.arm.sxtb16", _rot8(b, ww))])
+    res = list(accs)
+    for h in (0, 1):  # channels (h, h + 2): emitted one pair at a time, fewer values live at once
+        xw = [_word(b, xm, x_offs[h]), _word(b, xm, x_offs[h + 2])]
+        ev = [_intrin(b, ext, v) for v in xw]
+        od = [_intrin(b, ext, _rot8(b, v)) for v in xw]
+        X = [_lo_lo(b, ev[0], ev[1]), _lo_lo(b, od[0], od[1]), _hi_hi(b, ev[0], ev[1]), _hi_hi(b, od[0], od[1])]
+        for k, wp in enumerate(wps):
+            for px in range(4):
+                res[k * 4 + px] = _intrin(b, "llvm.arm.smlad", X[px], wp[h], res[k * 4 + px])
+    return res
+
+
 def _pointwise_dsp(lw: Lowering, b: B, op, dims, mems, rq: Requant, folded, fsym, out, x_signed: bool) -> None:
     """1x1 convolution (stride 1, no padding, one group) with the Arm DSP extension:
     y[n, m, p] = b'[m] + sum_c x[n, c, p] * w[m, c] in blocks of PW_BLOCK output
@@ -915,22 +960,6 @@ def _pointwise_dsp(lw: Lowering, b: B, op, dims, mems, rq: Requant, folded, fsym
     zy, lo, hi = out
     C4, P4 = C // 4 * 4, P // 4 * 4
     y = lw.tensor(op.results[0])
-    ext = "llvm.arm.sxtb16" if x_signed else "llvm.arm.uxtb16"
-
-    def word(bb: B, mem, off):
-        v = bb.add(memref.ViewOp(mem, off, [], MemRefType(i32, [1])))
-        ld = memref.LoadOp.get(v, [bb.i(0)])
-        ld.attributes["qcc.align"] = IntegerAttr(1, i64)
-        return bb.add(ld)
-
-    def rot8(bb: B, v):
-        return bb.add(arith.OrIOp(bb.add(arith.ShRUIOp(v, bb.c(8, i32))), bb.add(arith.ShLIOp(v, bb.c(24, i32)))))
-
-    def lo_hi(bb: B, a, c):  # (a.lo, c.lo)
-        return bb.add(arith.OrIOp(bb.add(arith.AndIOp(a, bb.c(0xFFFF, i32))), bb.add(arith.ShLIOp(c, bb.c(16, i32)))))
-
-    def hi_hi(bb: B, a, c):  # (a.hi, c.hi)
-        return bb.add(arith.OrIOp(bb.add(arith.AndIOp(c, bb.c(-65536, i32))), bb.add(arith.ShRUIOp(a, bb.c(16, i32)))))
 
     def init(bb: B, m):
         return bb.c(int(folded[0]), i32) if fsym is None else bb.trunc(bb.load(lw.get_global(bb, fsym), m), i32)
@@ -950,22 +979,9 @@ def _pointwise_dsp(lw: Lowering, b: B, op, dims, mems, rq: Requant, folded, fsym
         def pixels4(b2: B, p0):
             def quad(b3: B, j, *accs):
                 c0 = b3.muli(j, b3.i(4))
-                xw = [word(b3, xm, b3.lin([(n, C * P), (c0, P), (p0, 1)], cc * P)) for cc in range(4)]
-                ev = [_intrin(b3, ext, v) for v in xw]  # pixels 0, 2 of channel cc
-                od = [_intrin(b3, ext, rot8(b3, v)) for v in xw]  # pixels 1, 3
-                # X[px][h]: int16 pair of channels (h, h + 2) at pixel px
-                X = [[lo_hi(b3, ev[h], ev[h + 2]) for h in (0, 1)], [lo_hi(b3, od[h], od[h + 2]) for h in (0, 1)],
-                     [hi_hi(b3, ev[h], ev[h + 2]) for h in (0, 1)], [hi_hi(b3, od[h], od[h + 2]) for h in (0, 1)]]
-                res = list(accs)
-                for k, m in enumerate(ms):
-                    ww = word(b3, wm, b3.addi(b3.muli(m, b3.i(C)), c0))
-                    wp = [_intrin(b3, "llvm.arm.sxtb16", ww), _intrin(b3, "llvm.arm.sxtb16", rot8(b3, ww))]
-                    for px in range(4):
-                        a = res[k * 4 + px]
-                        for h in (0, 1):
-                            a = _intrin(b3, "llvm.arm.smlad", X[px][h], wp[h], a)
-                        res[k * 4 + px] = a
-                return res
+                xo = b3.lin([(n, C * P), (c0, P), (p0, 1)])
+                return _quad4(b3, xm, [xo if cc == 0 else b3.addi(xo, b3.i(cc * P)) for cc in range(4)], x_signed,
+                              wm, [b3.addi(b3.muli(m, b3.i(C)), c0) for m in ms], accs)
 
             accs = b2.loop(C4 // 4, quad, [v for v in inits for _ in range(4)])
             if C4 < C:

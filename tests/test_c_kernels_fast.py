@@ -43,11 +43,14 @@ def gcc():
         pytest.skip("no gcc on PATH (or $CC): the C backend tests need a host C compiler")
 
 
-def conv8(rng, i: int, depthwise: bool, big: bool = False, mg_max: int = 11) -> tuple[Case, None]:
+def conv8(rng, i: int, depthwise: bool, big: bool = False, mg_max: int = 11,
+          single_input: bool = False) -> tuple[Case, None]:
     """A random convolution on 8-bit-storage codes with 32-bit accumulators."""
     nd = 1 + (i % 5 != 0)
     if depthwise:
         group, cg, mg = int(rng.integers(1, 40)), 1, int(rng.integers(1, 3))
+        if single_input:  # one input channel shared by every output (a grayscale image's first conv)
+            group, mg = 1, int(rng.integers(2, mg_max))
     else:
         group, cg, mg = [1, 1, 2][i % 3], int(rng.integers(1, 40)), int(rng.integers(1, mg_max))
     ks = [int(rng.integers(1, 6)) for _ in range(nd)]
@@ -383,3 +386,70 @@ def test_generated_c_builds_with_clang_werror(target, tmp_path):
         r = subprocess.run([clang, *CLANG_FLAGS, *flags, "-c", "model.c", "-o", "model.o"], cwd=d,
                            capture_output=True, text=True)
         assert r.returncode == 0, f"{name}: {r.stderr[-3000:]}"
+
+
+def _cpu_has(flag: str) -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            return any(flag in line.split() for line in f if line.startswith("flags"))
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("kind", ["conv", "fc", "residual", "single-input"])
+def test_x86_vnni_gemm_tiles_are_bit_exact(kind, tmp_path, monkeypatch):
+    """The x86-64 AVX-512 VNNI register tiles of the gemm core (QCC_X86_VNNI): forced gemm
+    convolutions with up to 60 channels per group (several 16-channel blocks, a partial last
+    one), more than one 64-position epilogue pass and partial 8-position tiles; fully
+    connected layers with one and many rows; residual adds fused into the epilogue;
+    convolutions of a single input channel (the "dw" path, a GEMM on these hosts). Built
+    with VNNI explicitly at -O2 and -O3, and with -march=native."""
+    import platform
+
+    if platform.machine() not in ("x86_64", "AMD64") or not _cpu_has("avx512_vnni"):
+        pytest.skip("this host cannot run AVX-512 VNNI code")
+    monkeypatch.setattr(ck, "conv_path", lambda g: "dw" if kind == "single-input" else "gemm")
+    rng = np.random.default_rng(31)
+    if kind == "single-input":
+        cases = [conv8(rng, i, depthwise=True, big=i % 2 == 0, mg_max=40, single_input=True)[0] for i in range(8)]
+    elif kind == "conv":
+        cases = [conv8(rng, i, depthwise=False, big=i < 3, mg_max=61)[0] for i in range(12)]
+    elif kind == "fc":
+        cases = [fc_case(rng, i) for i in range(12)]
+        for i, (k, n, lead) in enumerate([(512, 128, ()), (600, 37, (70,)), (9, 3, (2,))]):
+            w, sw = rng.integers(-127, 128, size=(n, k)), rng.uniform(0.001, 0.01, size=n)
+            b = rng.integers(-(1 << 16), 1 << 16, size=n)
+
+            def make(qv, w=w, sw=sw, b=b, n=n, lead=lead):
+                cw, cb = qconst(w, QP(8, sw, [0] * n, axis=0)), qconst(b, QP(32, 0.03 * sw, [0] * n, axis=0))
+                return [cw, cb, op_of(q.FullyConnectedOp, [qv[0], cw.results[0], cb.results[0]],
+                                      q.qtensor(QP(8, 0.5, 9), (1, *lead, n)), acc_bits=32)]
+
+            cases.append(Case(f"fc big {i}", [(QP(8, 0.03, -17), (1, *lead, k))], make))
+    else:
+        cases = [residual_case(rng, i, 8 if i % 5 else 16) for i in range(8)]
+    module = module_of(cases)
+    if kind == "residual":
+        FuseResidualAddPass().apply(Context(), module)
+        module.verify()
+    text = _kernel_texts(module)
+    assert "static const int8_t WV[" in text and "_mm512_dpbusd_epi32(" in text
+    feeds = random_inputs(cases, 2, rng)
+    vnni = ("-mavx512f", "-mavx512vnni")
+    for name, flags in (("o2", (*CFLAGS, *vnni)), ("o3", (*CFLAGS, "-O3", *vnni)),
+                        ("native", (*CFLAGS, "-O3", "-march=native"))):
+        check_c_against_interpreter(module, feeds, tmp_path / name, cflags=flags)
+
+
+def test_residual_add_runs_in_32_bit_arithmetic_where_it_fits():
+    """The add's requantizations take the 32-bit helpers (which vectorise) when every
+    intermediate provably fits int32, and keep the 64-bit ones otherwise."""
+    a8, b8, y8 = QP(8, 0.07, 5), QP(8, 0.05, -3), QP(8, 0.25, -3)
+    ok = ck._add_stmts(["a", "b"], a8, b8, ck.Tensor(0, (1,), np.dtype(np.int8), y8), -128, 127, "xa", "xb", "y")
+    assert "qcc_rq32_down(" in ok and "int64_t" not in ok
+    # 32-bit codes shifted by 2^15 do not fit int32: the 64-bit form
+    a32, y32 = QP(32, 0.001, 0), QP(32, 0.002, 0)
+    wide = ck._add_stmts(["a", "b"], a32, a32, ck.Tensor(0, (1,), np.dtype(np.int32), y32), -(1 << 31),
+                         (1 << 31) - 1, "xa", "xb", "y")
+    assert "qcc_requant32(" in wide and "int64_t xa" in wide
+

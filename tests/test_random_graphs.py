@@ -50,7 +50,7 @@ SANITIZE_CFLAGS = ("-std=c99", "-O1", "-Wall", "-Wextra", "-Werror", *SANITIZE)
 # QCC_RANDOM_GRAPH_SCALE=k runs k times as many (a longer search by hand; CI keeps 1).
 SCALE = max(1, int(os.environ.get("QCC_RANDOM_GRAPH_SCALE", "1")))
 RUNS = {run: n * SCALE for run, n in
-        {"host": 40, "host-asan": 15, "cortex-a53": 15, "rv64gc": 15, "cortex-m4": 15, "rv32imac": 15}.items()}
+        {"host": 40, "host-asan": 20, "cortex-a53": 20, "rv64gc": 20, "cortex-m4": 20, "rv32imac": 20}.items()}
 
 
 def need(target: str) -> None:

@@ -4,7 +4,8 @@
 
 // A quantized fully-connected layer becomes loops over flat memrefs: weights a
 // constant global, activations views of one planned arena, the int32 dot product
-// carried through scf.for, requantize32 spelled out (SRDHM: +2^30, >>31; RDBP),
+// carried through scf.for, requantize32 spelled out (SRDHM: +2^30, >>31, a 32x32->64
+// product; RDBP and the clamp in int32),
 // then the C ABI: @qcc_body on codes, @qcc_model_run (float edges), @qcc_model_run_q.
 
 func.func @main(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
@@ -28,7 +29,11 @@ func.func @main(%x: tensor<1x4xf32>) -> tensor<1x2xf32> {
 // CHECK:        arith.constant 1073741824 : i64
 // CHECK:        arith.constant 31 : i64
 // CHECK:        arith.shrsi
-// CHECK:        arith.trunci %{{.*}} : i64 to i8
+// CHECK:        %[[S:.*]] = arith.trunci %{{.*}} : i64 to i32
+// CHECK:        arith.shrsi %[[S]], %{{.*}} : i32
+// CHECK:        arith.maxsi %{{.*}}, %{{.*}} : i32
+// CHECK:        arith.minsi %{{.*}}, %{{.*}} : i32
+// CHECK:        arith.trunci %{{.*}} : i32 to i8
 // CHECK:        memref.store %{{.*}}, %[[OUT]][%{{.*}}] : memref<2xi8>
 // CHECK:      func.func @qcc_model_run(%{{.*}}: memref<4xf32>, %{{.*}}: memref<2xf32>) -> i32 {
 // CHECK:        memref.extract_aligned_pointer_as_index
