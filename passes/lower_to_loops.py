@@ -17,7 +17,9 @@ accumulation, `requantize32` (SRDHM + RDBP with the left shift saturated) and
 `requantize64`, with multipliers from `qcc.numerics`; the integer interpreter
 `qcc.int_kernels` is the oracle the tests compare with, bit for bit.
 The module attribute `qcc.index_bits` (32 or 64) tells the llvm conversions how wide
-`index` is on the target.
+`index` is on the target. With `dsp` (Arm DSP extension: Cortex-M4/M7) int8 1x1
+convolutions and fully-connected layers take SXTB16/SMLAD dot products, written as
+`llvm.call_intrinsic` ops (the one llvm op the loop-level stage admits).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ The functions keep the C backend's ABI (model.h comes from the C backend's
 emitter): `qcc_model_run` and, when the graph has quantized edges,
 `qcc_model_run_q`; `qcc_body` and the data are internal. Objects are built by
 llvmlite's target machine for the target's triple, CPU and features, after
-LLVM's -O2 pipeline.
+LLVM's -O2 pipeline (-O3 for Cortex-M).
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ class Target:
     features: str = ""
     abi: str = ""
     index_bits: int = 64
+    opt: int = 2  # LLVM optimisation level (module pipeline and code generation)
 
 
 # Float ABIs and code models as the C backend's targets (backends/c/targets.py) build
@@ -38,17 +39,18 @@ class Target:
 # Cortex-M with the FPU's hard-float ABI (eabihf), RISC-V with -mcmodel=medany.
 # rv32imac is scheduled as the SiFive E31 (an rv32imac core): with LLVM's generic RV32
 # model the scheduler hoists every load of an unrolled dot product and spills.
+# -O3 executes fewer instructions than -O2 on Cortex-M4 (digit models under qemu -icount),
+# more on rv32imac: each target keeps the better one.
 TARGETS = {
     "host": Target(""),
-    "cortex-m4": Target("thumbv7em-none-eabihf", "cortex-m4", "+dsp,+vfp4d16sp", index_bits=32),
-    "cortex-m7": Target("thumbv7em-none-eabihf", "cortex-m7", "+dsp,+fp-armv8d16", index_bits=32),
+    "cortex-m4": Target("thumbv7em-none-eabihf", "cortex-m4", "+dsp,+vfp4d16sp", index_bits=32, opt=3),
+    "cortex-m7": Target("thumbv7em-none-eabihf", "cortex-m7", "+dsp,+fp-armv8d16", index_bits=32, opt=3),
     "rv32imac": Target("riscv32-unknown-elf", "sifive-e31", "+m,+a,+c", "ilp32", index_bits=32),
     "cortex-a53": Target("aarch64-linux-gnu", "cortex-a53", "+neon"),
     "rv64gc": Target("riscv64-linux-gnu", "generic-rv64", "+m,+a,+f,+d,+c", "lp64d"),
 }
 
 _ready = False
-OPT_LEVEL = 2  # LLVM -O2 (module pipeline and code generation); -O3 measured no fewer instructions
 
 
 def _init() -> None:
@@ -69,11 +71,11 @@ def target_machine(target: str, *, jit: bool = False) -> llvm.TargetMachine:
         llvm.initialize_native_asmprinter()
         triple = llvm.get_process_triple()
         return llvm.Target.from_triple(triple).create_target_machine(
-            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=OPT_LEVEL,
+            cpu=llvm.get_host_cpu_name(), features=llvm.get_host_cpu_features().flatten(), opt=t.opt,
             reloc="pic", codemodel="jitdefault" if jit else "default", jit=jit)
     bare = "linux" not in t.triple
     return llvm.Target.from_triple(t.triple).create_target_machine(
-        cpu=t.cpu, features=t.features, opt=OPT_LEVEL, reloc="static" if bare else "pic",
+        cpu=t.cpu, features=t.features, opt=t.opt, reloc="static" if bare else "pic",
         codemodel="medium" if t.triple.startswith("riscv") else "default", abiname=t.abi)
 
 
@@ -117,11 +119,11 @@ def emit_llvm(module: ModuleOp, target: str = "host") -> LLVMModel:
                      lw.sram_peak_bytes, lw.sram_peak_bytes_excl_input)
 
 
-def optimized(text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
-    """The parsed module after LLVM's -O2 pipeline for `tm`."""
+def optimized(text: str, tm: llvm.TargetMachine, level: int = 2) -> llvm.ModuleRef:
+    """The parsed module after LLVM's -O`level` pipeline for `tm`."""
     m = llvm.parse_assembly(text)
     m.verify()
-    pto = llvm.create_pipeline_tuning_options(speed_level=OPT_LEVEL)
+    pto = llvm.create_pipeline_tuning_options(speed_level=level)
     pto.loop_unrolling = True
     pto.loop_vectorization = True
     pto.slp_vectorization = True
@@ -133,7 +135,7 @@ def optimized(text: str, tm: llvm.TargetMachine) -> llvm.ModuleRef:
 def object_code(model: LLVMModel) -> bytes:
     """model.o for the model's target."""
     tm = target_machine(model.target)
-    obj = tm.emit_object(optimized(model.files["model.ll"], tm))
+    obj = tm.emit_object(optimized(model.files["model.ll"], tm, TARGETS[model.target].opt))
     if TARGETS[model.target].triple.endswith("eabihf"):
         obj = mark_hard_float(obj)
     return obj
