@@ -20,6 +20,7 @@ flat when the passes are linear.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import pathlib
 import sys
@@ -172,6 +173,9 @@ def bench_chains(sizes: list[int]) -> list[dict]:
     for n in sizes:
         module = qcc.import_model(chain_model(n))
         xs = {"x": rng.standard_normal((8, 8, 8, 8)).astype(np.float32)}
+        # Start each size from a collected heap: otherwise a full collection of what the
+        # earlier models left lands in whichever timed step happens to trigger it.
+        gc.collect()
         t = time.perf_counter()
         st, ast = collect_stats(module, xs)
         annotate(module, st, ast, "minmax", (4, 8), 8, "bench")
