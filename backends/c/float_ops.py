@@ -15,16 +15,16 @@ transcendental ops (expf, tanhf, sqrtf) need libm (`Kernel.needs_libm`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 from qcc.dialects import onnx as donnx
 from qcc.errors import QccError
-from qcc.float_kernels import _conv_geometry, _pool_geometry, _reduce_axes
+from qcc.float_kernels import _pool_geometry, _reduce_axes
 
 from .cgen import strides
-from .kernels import Ctx, Kernel, Tensor, _float_unary, _gen, broadcast_loops
+from .kernels import (ConvGeometry, Ctx, Kernel, Tensor, _float_unary, _gen, _hw, _indent, _spatial, _where,
+                      broadcast_loops, conv_geometry, ow_bounds)
 
 VB = 8  # floats per vector block of the GEMM tiles (two SSE / one AVX register)
 MB = 4  # output channels per GEMM tile
@@ -42,16 +42,6 @@ INPLACE_OPS = frozenset({"Relu", "LeakyRelu", "HardSwish", "HardSigmoid", "Clip"
 
 
 # ------------------------------------------------------------------ helpers
-
-
-def _where(op) -> str:
-    name = op.node_name
-    return f"onnx.{op.onnx_type}{f' {name!r}' if name else ''}"
-
-
-def _indent(text: str, n: int) -> str:
-    pad = " " * n
-    return "\n".join(pad + line if line else line for line in text.splitlines())
 
 
 def _up(n: int, k: int) -> int:
@@ -97,15 +87,6 @@ def _const(op, i: int, what: str) -> np.ndarray:
     return v
 
 
-def _spatial(shape) -> tuple[int, int]:
-    return (1, shape[2]) if len(shape) == 3 else (shape[2], shape[3])
-
-
-def _hw(vals, fill) -> tuple:
-    vals = list(vals)
-    return (fill, vals[0]) if len(vals) == 1 else (vals[0], vals[1])
-
-
 def _rank_1d_2d(op, x: Tensor) -> None:
     if len(x.shape) not in (3, 4):
         raise QccError(f"{_where(op)}: the C backend handles 1-D and 2-D spatial data, got rank {len(x.shape)}")
@@ -143,65 +124,9 @@ assert VB == CB == 8
 # ------------------------------------------------------------------ conv
 
 
-@dataclass
-class _Geom:
-    N: int
-    C: int
-    M: int
-    G: int
-    H: int
-    W: int
-    OH: int
-    OW: int
-    KH: int
-    KW: int
-    SH: int
-    SW: int
-    DH: int
-    DW: int
-    PT: int
-    PL: int
-    no_pad: bool
-
-    @property
-    def Cg(self) -> int:
-        return self.C // self.G
-
-    @property
-    def Mg(self) -> int:
-        return self.M // self.G
-
-    @property
-    def K(self) -> int:
-        return self.Cg * self.KH * self.KW
-
-    @property
-    def P(self) -> int:
-        return self.OH * self.OW
-
-
-def _conv_geom(op, x: Tensor, w_shape, y: Tensor) -> _Geom:
+def _conv_geom(op, x: Tensor, w_shape, y: Tensor) -> ConvGeometry:
     _rank_1d_2d(op, x)
-    attrs = op.onnx_attrs()
-    strd, dils, pb, pe = _conv_geometry(attrs, np.broadcast_to(np.float32(0), x.shape),
-                                        np.broadcast_to(np.float32(0), w_shape))
-    ks = list(w_shape[2:])
-    out = [(s + b + e - ((k - 1) * d + 1)) // st + 1 for s, b, e, k, d, st in zip(x.shape[2:], pb, pe, ks, dils, strd)]
-    if tuple(out) != tuple(y.shape[2:]) or min(pb + pe, default=0) < 0:
-        raise QccError(f"{_where(op)}: result shape {list(y.shape)} disagrees with the convolution geometry")
-    G = int(attrs.get("group", 1))
-    if x.shape[1] % G or w_shape[0] % G or w_shape[1] * G != x.shape[1]:
-        raise QccError(f"{_where(op)}: group {G} does not divide the channels")
-    return _Geom(x.shape[0], x.shape[1], w_shape[0], G, *_spatial(x.shape), *_spatial(y.shape), *_hw(ks, 1),
-                 *_hw(strd, 1), *_hw(dils, 1), *_hw(pb, 0), not any(pb) and not any(pe))
-
-
-def _ow_bounds(g: _Geom) -> str:
-    """`dw` and [ow_lo, ow_hi): the output columns whose tap `kw` reads inside the row."""
-    return (f"const int32_t dw = kw * {g.DW} - {g.PL};\n"
-            f"const int32_t ow_lo = dw >= 0 ? 0 : (-dw + {g.SW - 1}) / {g.SW};\n"
-            f"const int32_t ow_n = dw > {g.W - 1} ? 0 : ({g.W - 1} - dw) / {g.SW} + 1;\n"
-            f"const int32_t ow_hi = ow_n < {g.OW} ? ow_n : {g.OW};")
+    return conv_geometry(op, op.onnx_attrs(), x.shape, w_shape, y.shape)
 
 
 @_gen("Conv")
@@ -215,7 +140,7 @@ def _conv(c: Ctx, op) -> Kernel:
     return _conv_gemm(c, g, x, y, wv.reshape(g.M, -1), bias)
 
 
-def _conv_depthwise(c: Ctx, g: _Geom, x: Tensor, y: Tensor, wv: np.ndarray, bias: np.ndarray) -> Kernel:
+def _conv_depthwise(c: Ctx, g: ConvGeometry, x: Tensor, y: Tensor, wv: np.ndarray, bias: np.ndarray) -> Kernel:
     """One input channel per output: CB output channels at a time, their input rows
     for a band of output rows interleaved channel-innermost into a zero-bordered
     scratch band, so every output sums its KH*KW taps without bounds checks and each
@@ -299,7 +224,7 @@ for (int32_t m0 = 0; m0 < {Mp}; m0 += {8 * rc}) {{
 }}"""
 
 
-def _conv_gemm(c: Ctx, g: _Geom, x: Tensor, y: Tensor, wv: np.ndarray, bias: np.ndarray) -> Kernel:
+def _conv_gemm(c: Ctx, g: ConvGeometry, x: Tensor, y: Tensor, wv: np.ndarray, bias: np.ndarray) -> Kernel:
     """Per group and band of output rows: gather every output position's patch into
     the columns of a [K][n] patch matrix (zeros for padding), then the product with
     the weights, accumulators in registers. Many positions: tiles of MB channels x
@@ -323,7 +248,7 @@ for (int32_t ci = 0; ci < {g.Cg}; ci++)
 for (int32_t kh = 0; kh < {g.KH}; kh++)
 for (int32_t kw = 0; kw < {g.KW}; kw++) {{
     const int32_t t = (ci * {g.KH} + kh) * {g.KW} + kw;
-{_indent(_ow_bounds(g), 4)}
+{_indent(ow_bounds(g), 4)}
     for (int32_t r = 0; r < rows; r++) {{
         const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
         const qcc_f32 *xr;

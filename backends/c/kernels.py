@@ -270,12 +270,10 @@ def _requantize(c: Ctx, op) -> Kernel:
 
 
 @dataclass
-class _Conv:
-    """A convolution's geometry and constants, 1-D taken as 2-D with H = 1."""
+class ConvGeometry:
+    """A convolution's geometry, 1-D taken as 2-D with H = 1 (shared by the integer
+    kernels here and the float ones of `float_ops`)."""
 
-    x: Tensor
-    w: Tensor
-    y: Tensor
     N: int
     C: int
     M: int
@@ -293,9 +291,6 @@ class _Conv:
     PT: int
     PL: int
     no_pad: bool
-    acc_bits: int
-    wv: np.ndarray  # [M, K] int64
-    bias: np.ndarray  # [M] int64
 
     @property
     def Cg(self) -> int:
@@ -309,6 +304,39 @@ class _Conv:
     def K(self) -> int:
         return self.Cg * self.KH * self.KW
 
+    @property
+    def P(self) -> int:
+        return self.OH * self.OW
+
+
+def conv_geometry(op, attrs: dict, x_shape, w_shape, y_shape) -> ConvGeometry:
+    """The geometry of a Conv-like op from its attributes (the interpreter's own
+    `_conv_geometry`, auto_pad included), checked against the result shape."""
+    strd, dils, pb, pe = _conv_geometry(attrs, np.broadcast_to(np.int8(0), x_shape),
+                                        np.broadcast_to(np.int8(0), w_shape))
+    ks = list(w_shape[2:])
+    out_sp = [(s + b + e - ((k - 1) * d + 1)) // st + 1
+              for s, b, e, k, d, st in zip(x_shape[2:], pb, pe, ks, dils, strd)]
+    if tuple(out_sp) != tuple(y_shape[2:]) or min(pb + pe, default=0) < 0:
+        raise QccError(f"{_where(op)}: result shape {list(y_shape)} disagrees with the convolution geometry")
+    G = int(attrs.get("group", 1))
+    if x_shape[1] % G or w_shape[0] % G or w_shape[1] * G != x_shape[1]:
+        raise QccError(f"{_where(op)}: group {G} does not divide the channels")
+    return ConvGeometry(x_shape[0], x_shape[1], w_shape[0], G, *_spatial(x_shape), *_spatial(y_shape),
+                        *_hw(ks, 1), *_hw(strd, 1), *_hw(dils, 1), *_hw(pb, 0), not any(pb) and not any(pe))
+
+
+@dataclass
+class _Conv(ConvGeometry):
+    """A quantized convolution: its geometry, tensors and constants."""
+
+    x: Tensor
+    w: Tensor
+    y: Tensor
+    acc_bits: int
+    wv: np.ndarray  # [M, K] int64
+    bias: np.ndarray  # [M] int64
+
 
 def _conv_geom(c: Ctx, op) -> _Conv:
     x, w, y = c.t(op.operands[0]), c.t(op.operands[1]), c.t(op.results[0])
@@ -317,18 +345,9 @@ def _conv_geom(c: Ctx, op) -> _Conv:
     bias = _const_values(op, 2).astype(np.int64).reshape(-1) if len(op.operands) > 2 else np.zeros(1, np.int64)
     attrs = {k: op.attr(k) for k in ("strides", "pads", "dilations", "group", "auto_pad", "kernel_shape")
              if k in op.attributes}
-    strd, dils, pb, pe = _conv_geometry(attrs, np.broadcast_to(np.int8(0), x.shape),
-                                        np.broadcast_to(np.int8(0), w.shape))
-    ks = list(w.shape[2:])
-    out_sp = [(s + b + e - ((k - 1) * d + 1)) // st + 1
-              for s, b, e, k, d, st in zip(x.shape[2:], pb, pe, ks, dils, strd)]
-    if tuple(out_sp) != tuple(y.shape[2:]):
-        raise QccError(f"{_where(op)}: result shape {list(y.shape)} disagrees with the convolution geometry")
-    M = w.shape[0]
-    return _Conv(x, w, y, x.shape[0], x.shape[1], M, int(op.attr("group", 1)), *_spatial(x.shape),
-                 *_spatial(y.shape), *_hw(ks, 1), *_hw(strd, 1), *_hw(dils, 1), *_hw(pb, 0),
-                 not any(pb) and not any(pe), op.attr("acc_bits"), wv.reshape(M, -1),
-                 np.broadcast_to(bias, (M,)).copy())
+    g = conv_geometry(op, attrs, x.shape, w.shape, y.shape)
+    return _Conv(**vars(g), x=x, w=w, y=y, acc_bits=op.attr("acc_bits"), wv=wv.reshape(g.M, -1),
+                 bias=np.broadcast_to(bias, (g.M,)).copy())
 
 
 def conv_path(g: _Conv) -> str:
@@ -725,7 +744,7 @@ def _conv_gemm_body(g: _Conv, store: str) -> tuple[str, int]:
 for (int32_t kh = 0; kh < {g.KH}; kh++)
 for (int32_t kw = 0; kw < {g.KW}; kw++) {{
     const int32_t t = (ci * {g.KH} + kh) * {g.KW} + kw;
-{_indent(_ow_bounds(g), 4)}
+{_indent(ow_bounds(g), 4)}
     for (int32_t r = 0; r < rows; r++) {{
         const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
         const {xt} *xr;
@@ -789,7 +808,7 @@ def _conv_pix_body(g: _Conv, store: str) -> tuple[str, int]:
 for (int32_t kh = 0; kh < {g.KH}; kh++)
 for (int32_t kw = 0; kw < {g.KW}; kw++) {{
     const int32_t t = (ci * {g.KH} + kh) * {g.KW} + kw;
-{_indent(_ow_bounds(g), 4)}
+{_indent(ow_bounds(g), 4)}
     for (int32_t r = 0; r < rows; r++) {{
         const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
         const {xt} *xs;
@@ -1009,7 +1028,7 @@ for (int32_t m = 0; m < {g.M}; m++) {{
     return body, g.OW * (4 if g.acc_bits == 32 else 8)
 
 
-def _ow_bounds(g: _Conv) -> str:
+def ow_bounds(g: ConvGeometry) -> str:
     """C lines defining `dw` and [ow_lo, ow_hi): the output columns whose tap `kw`
     falls inside the input row (the others read padding)."""
     return (f"const int32_t dw = kw * {g.DW} - {g.PL};\n"
@@ -1048,7 +1067,7 @@ for (int32_t ci = 0; ci < {g.Cg}; ci++)
 for (int32_t kh = 0; kh < {g.KH}; kh++)
 for (int32_t kw = 0; kw < {g.KW}; kw++) {{
     const ACC wv = {wget(w, f"((m * {g.Cg} + ci) * {g.KH} + kh) * {g.KW} + kw")};
-{_indent(_ow_bounds(g), 4)}
+{_indent(ow_bounds(g), 4)}
     if (wv == 0) continue;
     for (int32_t r = 0; r < rows; r++) {{
         const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
@@ -1101,7 +1120,7 @@ def _conv_im2col_body(g: _Conv, init_expr: str, out: str) -> tuple[str, int]:
 for (int32_t kh = 0; kh < {g.KH}; kh++)
 for (int32_t kw = 0; kw < {g.KW}; kw++) {{
     const int32_t t = (ci * {g.KH} + kh) * {g.KW} + kw;
-{_indent(_ow_bounds(g), 4)}
+{_indent(ow_bounds(g), 4)}
     for (int32_t r = 0; r < rows; r++) {{
         const int32_t ih = (oh0 + r) * {g.SH} - {g.PT} + kh * {g.DH};
         const {xt} *xr;
