@@ -178,9 +178,6 @@ def build_report(final: ModuleOp, float_module: ModuleOp, annotated: ModuleOp | 
         totals["sram_peak_bytes_excl_input"] = patch["sram_peak_bytes_excl_input"]
     ins, outs = _io(final)
     warnings = []
-    if patch:
-        warnings.append("patch-based execution is modelled by the interpreters (qcc interpret); the generated C "
-                        "still runs every layer whole (its arena is code.arena_bytes)")
     cal = info.get("calibration")
     if cal and cal.get("synthetic"):
         warnings.append("no --calib data: ranges come from synthetic N(0,1) inputs, which need not resemble real "
